@@ -1,0 +1,44 @@
+"""The ``binsort`` command: one small module per subcommand (parse, call the library, render).
+
+Nothing here imports torch or Lightning at module level, so ``binsort --help`` is instant; each
+command imports the library code it calls inside its body.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from binsort.cli import resize, train
+
+app = typer.Typer(
+    name="binsort",
+    help="Train, compare and use image classifiers that sort a photo of waste into the right bin.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("resize")(resize.resize)
+train.register(app)
+
+
+def _join_nargs(argv: list[str], options: tuple[str, ...] = ("--milestones",)) -> list[str]:
+    """Accept ``--milestones 150 190`` (the seed's argparse habit) as ``--milestones 150,190``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] in options:
+            values = []
+            while i + 1 < len(argv) and argv[i + 1].replace(",", "").isdigit():
+                values.append(argv[i + 1])
+                i += 1
+            if values:
+                out.append(",".join(values))
+        i += 1
+    return out
+
+
+def main() -> None:
+    app(args=_join_nargs(sys.argv[1:]), prog_name="binsort")

@@ -1,0 +1,31 @@
+"""What every command shares: the consoles and the one place user errors become messages."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from binsort.errors import BinsortError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors the user can fix into one red line on stderr and exit code 1."""
+    try:
+        yield
+    except BinsortError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        # Disk full, permission denied and the like: the user's environment, not a bug.
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None

@@ -1,0 +1,218 @@
+"""Every training hyperparameter, defined once.
+
+``TrainConfig`` is the single definition of each option: its name, type, default and help. The
+``binsort train`` command builds its options from these fields, and the trained model stores
+the resolved config in its checkpoint, so a run can be described, resumed and rebuilt from the
+checkpoint alone. Option names on the command line are the field names with dashes.
+
+Use it from Python like the CLI does::
+
+    from binsort.config import TrainConfig
+    from binsort.train import fit
+    result = fit(TrainConfig(root="data/trashnet144", model="mobilenet_v3_small", epochs=30))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from binsort.errors import BinsortError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "exp", "plateau", "cosine")
+MONITORS = ("val_loss", "val_accuracy")
+EARLY_STOPS = ("none", "loss", "acc")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+
+
+def _opt(default: Any, help: str, panel: str, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"help": help, "panel": panel, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DATA, MODEL, OPTIM, AUG, CKPT, HW = (
+    "Data",
+    "Model",
+    "Optimization",
+    "Augmentation",
+    "Checkpoints and stopping",
+    "Hardware and run",
+)
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    root: str | None = _opt(None, "ImageFolder root: one sub-folder of images per class.", DATA)
+    seed: int = _opt(42, "Seed for the split, the sampler, augmentation and initialisation.", DATA)
+    workers: int = _opt(2, "DataLoader worker processes (0 loads in the main process).", DATA)
+    split: float = _opt(0.1, "Validation fraction of the images left after the test split.", DATA)
+    test_split: float = _opt(
+        0.0, "Held-out test fraction, kept out of training and validation.", DATA
+    )
+    imbalance: bool = _opt(False, "Sample class-uniform batches (upsamples small classes).", DATA)
+    class_weights: bool = _opt(False, "Weight the loss by inverse class frequency.", DATA)
+    mean: tuple[float, float, float] | None = _opt(
+        None, "Per-channel mean for the model's normalisation (default: ImageNet's).", DATA
+    )
+    std: tuple[float, float, float] | None = _opt(
+        None, "Per-channel std for the model's normalisation (default: ImageNet's).", DATA
+    )
+    input_size: int = _opt(224, "Square input size in pixels.", DATA)
+
+    # --- model ---
+    model: str = _opt("resnet18", "torchvision classification model name.", MODEL)
+    weights: str | None = _opt(
+        None,
+        "Start from weights: a torchvision weights name (needs internet) or a state-dict file.",
+        MODEL,
+    )
+    freeze_epochs: int = _opt(0, "Train only the classifier head for this many epochs.", MODEL)
+    backbone_lr_scale: float = _opt(
+        1.0, "Multiply the learning rate of everything but the head by this.", MODEL
+    )
+    channels_last: bool = _opt(
+        False, "Use channels-last memory format (faster on many CPUs/GPUs).", MODEL
+    )
+
+    # --- optimisation ---
+    epochs: int = _opt(20, "Number of epochs.", OPTIM)
+    batch: int = _opt(16, "Batch size (per device).", OPTIM)
+    opt: str = _opt("adam", "Optimizer.", OPTIM, OPTIMIZERS)
+    lr: float = _opt(4e-3, "Learning rate.", OPTIM)
+    momentum: float = _opt(0.9, "SGD momentum.", OPTIM)
+    nesterov: bool = _opt(False, "SGD with Nesterov momentum.", OPTIM)
+    weight_decay: float = _opt(
+        0.0, "Weight decay (never applied to normalisation weights or biases).", OPTIM
+    )
+    accumulate: int = _opt(1, "Accumulate gradients over this many batches.", OPTIM)
+    scheduler: str = _opt(
+        "none", "Learning-rate schedule, stepped once per epoch.", OPTIM, SCHEDULERS
+    )
+    lr_gamma: float = _opt(0.2, "Multiply the learning rate by this at each scheduler step.", OPTIM)
+    milestones: list[int] = _opt([10, 15], "Epochs at which the step scheduler decays.", OPTIM)
+    plateau_patience: int = _opt(20, "Epochs without improvement before plateau decays.", OPTIM)
+    plateau_monitor: str = _opt(
+        "train_loss",
+        "Metric the plateau scheduler watches.",
+        OPTIM,
+        ("train_loss", "val_loss", "val_accuracy"),
+    )
+    warmup_epochs: int = _opt(0, "Linear learning-rate warmup epochs (with any scheduler).", OPTIM)
+    label_smoothing: float = _opt(0.0, "Label smoothing for the cross-entropy loss.", OPTIM)
+    ema: bool = _opt(
+        False, "Keep an exponential moving average of the weights; evaluate it.", OPTIM
+    )
+    ema_decay: float = _opt(0.999, "EMA decay per optimizer step.", OPTIM)
+
+    # --- augmentation (per-image, training only) ---
+    aug_scale: float = _opt(0.08, "Lower bound of RandomResizedCrop's area scale.", AUG)
+    hflip: float = _opt(0.5, "Horizontal flip probability.", AUG)
+    vflip: float = _opt(0.5, "Vertical flip probability (waste is photographed from above).", AUG)
+    rotation: float = _opt(20.0, "Maximum rotation in degrees.", AUG)
+    shear: float = _opt(10.0, "Maximum shear in degrees.", AUG)
+    perspective: float = _opt(0.1, "RandomPerspective distortion (0 turns it off).", AUG)
+    jitter: float = _opt(0.2, "ColorJitter strength for brightness, contrast, saturation.", AUG)
+    grayscale: float = _opt(0.05, "RandomGrayscale probability.", AUG)
+    cutmix: float = _opt(0.0, "CutMix beta parameter; 0 turns CutMix off.", AUG)
+    mixup: float = _opt(0.0, "MixUp alpha parameter; 0 turns MixUp off.", AUG)
+
+    # --- checkpoints and stopping ---
+    save_top_k: int = _opt(1, "Keep the k best checkpoints by --save-monitor (plus last).", CKPT)
+    save_monitor: str = _opt("val_loss", "Metric that ranks checkpoints.", CKPT, MONITORS)
+    early_stop: str = _opt(
+        "none", "Stop early when val loss or accuracy stalls.", CKPT, EARLY_STOPS
+    )
+    early_stop_patience: int = _opt(20, "Epochs without improvement before stopping.", CKPT)
+
+    # --- hardware and run ---
+    name: str = _opt("default", "Run name: runs go to OUT/NAME/version_N.", HW)
+    out: str = _opt("runs", "Folder that holds the runs.", HW)
+    accelerator: str = _opt("auto", "Lightning accelerator: auto, cpu, gpu, mps.", HW)
+    devices: str = _opt("auto", "Devices per node: a count, a list like '0,1', or auto.", HW)
+    nodes: int = _opt(1, "Number of nodes (machines) for distributed training.", HW)
+    strategy: str = _opt("auto", "Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...", HW)
+    precision: str = _opt("32-true", "Numeric precision.", HW, PRECISIONS)
+    benchmark: bool = _opt(False, "Set cudnn.benchmark (faster convolutions on fixed sizes).", HW)
+    limit_batches: int = _opt(
+        0, "Use at most this many batches per epoch (0: all); smoke tests.", HW
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch >= 1, "--batch must be at least 1"),
+            (self.input_size >= 8, "--input-size must be at least 8 pixels"),
+            (self.workers >= 0, "--workers cannot be negative"),
+            (0.0 <= self.test_split < 1.0, "--test-split must be in [0, 1)"),
+            (0.0 < self.split < 1.0, "--split must be in (0, 1): training needs a validation set"),
+            (self.split + self.test_split < 1.0, "--split plus --test-split must be below 1"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.accumulate >= 1, "--accumulate must be at least 1"),
+            (0.0 < self.aug_scale <= 1.0, "--aug-scale must be in (0, 1]"),
+            (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
+            (0.0 < self.ema_decay < 1.0, "--ema-decay must be in (0, 1)"),
+            (self.cutmix >= 0 and self.mixup >= 0, "--cutmix and --mixup cannot be negative"),
+            (self.backbone_lr_scale >= 0, "--backbone-lr-scale cannot be negative"),
+            (
+                self.warmup_epochs >= 0 and self.freeze_epochs >= 0,
+                "epoch counts cannot be negative",
+            ),
+        ]
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                checks.append((len(value) == 3, f"--{name} needs three numbers"))
+        if self.std is not None:
+            checks.append((all(s > 0 for s in self.std), "--std values must be positive"))
+        for name in (
+            "opt",
+            "scheduler",
+            "save_monitor",
+            "early_stop",
+            "precision",
+            "plateau_monitor",
+        ):
+            choices = field_choices(name)
+            value = getattr(self, name)
+            checks.append((value in choices, f"--{dash(name)} must be one of {', '.join(choices)}"))
+        for ok, message in checks:
+            if not ok:
+                raise BinsortError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only, so that checkpoints load with ``weights_only=True``."""
+        data = dataclasses.asdict(self)
+        for key in ("mean", "std"):
+            if data[key] is not None:
+                data[key] = [float(v) for v in data[key]]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BinsortError(f"unknown training options: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def dash(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def field_choices(name: str) -> tuple[str, ...]:
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == name:
+            return f.metadata["choices"]
+    raise KeyError(name)

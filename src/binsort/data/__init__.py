@@ -1,0 +1,1 @@
+"""Data: reading image folders, splits, transforms, samplers, the DataModule and resizing."""

@@ -1,0 +1,80 @@
+"""Opening one image the same way everywhere: oriented, RGB, and with a reason when it fails.
+
+Every path that reads a photo (training, resizing, evaluation, prediction) goes through
+``open_rgb`` so that EXIF orientation, palette/CMYK/16-bit modes and decompression bombs are
+handled once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from binsort.errors import BinsortError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+
+def is_image_name(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_hidden(path: str | Path) -> bool:
+    return Path(path).name.startswith(".")
+
+
+def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
+    """Decode ``path`` into an upright RGB image.
+
+    ``min_side`` lets the JPEG decoder decode at a reduced scale (1/2, 1/4, 1/8) as long as the
+    shorter side stays at least ``min_side``: several times faster when the target is small.
+    Raises ``BinsortError`` with the reason when the file is not a readable image.
+    """
+    try:
+        with warnings.catch_warnings():
+            # A declared size over PIL's limit is a decompression bomb: an error, not a warning.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if min_side is not None and im.format == "JPEG":
+                    scale = min(im.size) / min_side
+                    if scale >= 2:
+                        im.draft("RGB", (im.width // int(scale), im.height // int(scale)))
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return to_rgb(im)
+    except FileNotFoundError:
+        raise BinsortError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BinsortError(f"{path}: is a folder, not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BinsortError(f"{path}: refused, image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
+        raise BinsortError(f"{path}: not a readable image ({describe(exc)})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """RGB from any PIL mode; transparency is composited on white, 16-bit is scaled to 8."""
+    if im.mode == "RGB":
+        return im
+    if im.mode.startswith("I;16") or im.mode == "I":
+        # 16/32-bit grey: scale to 8 bits instead of letting convert() clip it to white.
+        import numpy as np
+
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8))
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,65 @@
+"""Stratified, seeded train/validation/test splits, and their record on disk.
+
+A split is a set of relative paths, so it survives a copy of the dataset to another machine
+and can be checked against any folder later (``evaluate`` uses it to refuse leakage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from binsort.errors import BinsortError
+
+
+@dataclass
+class Split:
+    train: list[str]
+    val: list[str]
+    test: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def stratified_split(samples: list[tuple[str, int]], val: float, test: float, seed: int) -> Split:
+    """Per class, shuffle with ``seed`` and cut off ``test`` then ``val`` of the rest.
+
+    Each class keeps at least one training image; a class of two or more images gives at least
+    one to validation, so every class is judged.
+    """
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[str]] = {}
+    for path, label in sorted(samples):
+        by_class.setdefault(label, []).append(path)
+    train: list[str] = []
+    val_paths: list[str] = []
+    test_paths: list[str] = []
+    for label in sorted(by_class):
+        paths = by_class[label]
+        order = [paths[i] for i in rng.permutation(len(paths))]
+        n_test = int(round(len(order) * test))
+        n_val = int(round((len(order) - n_test) * val))
+        if len(order) - n_test >= 2:
+            n_val = max(n_val, 1)
+        if len(order) - n_test - n_val < 1:
+            raise BinsortError(
+                f"class index {label} has {len(paths)} images: too few for the requested splits"
+            )
+        test_paths += order[:n_test]
+        val_paths += order[n_test : n_test + n_val]
+        train += order[n_test + n_val :]
+    return Split(train=sorted(train), val=sorted(val_paths), test=sorted(test_paths))
+
+
+def select(samples: list[tuple[str, int]], paths: list[str]) -> list[tuple[str, int]]:
+    """The samples whose path is in ``paths`` (missing paths are an error: data changed)."""
+    index = dict(samples)
+    missing = [p for p in paths if p not in index]
+    if missing:
+        raise BinsortError(
+            f"{len(missing)} image(s) of the recorded split are missing or unreadable now, "
+            f"e.g. {missing[0]}"
+        )
+    return [(p, index[p]) for p in paths]

@@ -1,0 +1,56 @@
+"""Image transforms as presets: PIL image in, float tensor in [0, 1] out.
+
+Normalisation is not here: the model owns it (its first layer), so every consumer of a model
+feeds plain [0, 1] tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from binsort.config import TrainConfig
+
+
+def train_transform(cfg: TrainConfig) -> v2.Compose:
+    """The seed's augmentations, each strength a config option (0 turns a step off)."""
+    steps: list[torch.nn.Module] = [
+        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.aug_scale, 1.0), antialias=True),
+    ]
+    if cfg.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(cfg.hflip))
+    if cfg.vflip > 0:
+        steps.append(v2.RandomVerticalFlip(cfg.vflip))
+    if cfg.rotation > 0 or cfg.shear > 0:
+        steps.append(v2.RandomAffine(degrees=cfg.rotation, shear=cfg.shear))
+    if cfg.perspective > 0:
+        steps.append(v2.RandomPerspective(distortion_scale=cfg.perspective, p=0.5))
+    if cfg.jitter > 0:
+        steps.append(v2.ColorJitter(cfg.jitter, cfg.jitter, cfg.jitter))
+    if cfg.grayscale > 0:
+        steps.append(v2.RandomGrayscale(cfg.grayscale))
+    return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def eval_transform(input_size: int) -> v2.Compose:
+    """Shorter side to ``input_size``, centre crop: what validation, evaluate and predict use."""
+    return v2.Compose(
+        [
+            v2.Resize(input_size, antialias=True),
+            v2.CenterCrop(input_size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+
+
+def batch_mixer(num_classes: int, cutmix: float, mixup: float) -> v2.Transform | None:
+    """CutMix and/or MixUp on whole batches (one of them per batch when both are on)."""
+    mixers: list[v2.Transform] = []
+    if cutmix > 0:
+        mixers.append(v2.CutMix(alpha=cutmix, num_classes=num_classes))
+    if mixup > 0:
+        mixers.append(v2.MixUp(alpha=mixup, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)

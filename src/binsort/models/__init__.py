@@ -1,0 +1,1 @@
+"""Models: the torchvision factory, checkpoint loading, optimisers and the LightningModule."""

@@ -1,0 +1,59 @@
+"""Callbacks that record what the end-of-training table reports: per-epoch metrics and speed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+
+
+class History(L.Callback):
+    """One row per epoch: train/val metrics, training images/s and the epoch's wall time.
+
+    Training speed counts only the training batches (first batch start to last batch end), so
+    validation does not dilute it; data-loading stalls between batches do count.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._first = self._last = self._epoch_start = None
+        self._images = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._first is None:
+            self._first = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._last = time.perf_counter()
+        self._images += len(batch[1]) * trainer.world_size
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self._first is None:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        train_seconds = max(self._last - self._first, 1e-9)
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch,
+                "train_loss": metrics.get("train_loss_epoch"),
+                "train_accuracy": metrics.get("train_accuracy"),
+                "val_loss": metrics.get("val_loss"),
+                "val_accuracy": metrics.get("val_accuracy"),
+                "images_per_second": self._images / train_seconds,
+                "epoch_seconds": time.perf_counter() - self._epoch_start,
+            }
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))

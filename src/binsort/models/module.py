@@ -1,0 +1,95 @@
+"""The LightningModule: a torchvision classifier, its loss, metrics and optimiser.
+
+Its hyperparameters (``save_hyperparameters``) are the whole resolved ``TrainConfig`` plus the
+class names, mean/std, class counts and the split: everything needed to rebuild the model and
+to know which images it was trained on, from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from binsort import __version__
+from binsort.config import TrainConfig
+from binsort.data.transforms import batch_mixer
+from binsort.models.factory import build_model, head_prefixes
+from binsort.models.optim import build_optimizer, build_schedulers, param_groups
+
+
+class Classifier(L.LightningModule):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        classes: list[str],
+        mean: list[float],
+        std: list[float],
+        class_counts: list[int] | None = None,
+        split: dict[str, Any] | None = None,
+        binsort_version: str = __version__,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.from_dict(config)
+        num_classes = len(classes)
+        self.model = build_model(self.cfg.model, num_classes, mean, std, self.cfg.input_size)
+        self.head = head_prefixes(self.model.net, num_classes)
+        weight = None
+        if self.cfg.class_weights and class_counts:
+            counts = torch.tensor(class_counts, dtype=torch.float32).clamp(min=1)
+            weight = counts.sum() / (len(counts) * counts)
+        self.criterion = nn.CrossEntropyLoss(
+            weight=weight, label_smoothing=self.cfg.label_smoothing
+        )
+        self.mixer = batch_mixer(num_classes, self.cfg.cutmix, self.cfg.mixup)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        if self.cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        x, y = batch
+        target = y
+        if self.mixer is not None:
+            x, target = self.mixer(x, y)
+        logits = self(x)
+        loss = self.criterion(logits, target)
+        self.train_acc(logits.detach(), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_accuracy", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        # Plain cross-entropy (no smoothing, no class weights): comparable across recipes.
+        loss = F.cross_entropy(logits.float(), y)
+        self.val_acc(logits, y)
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.log("val_accuracy", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def on_train_epoch_start(self) -> None:
+        # --freeze-epochs: only the head learns at first; parameters without gradients are
+        # skipped by the optimiser, so freezing needs no change to its groups.
+        frozen = self.current_epoch < self.cfg.freeze_epochs
+        for name, param in self.model.net.named_parameters():
+            if not any(name.startswith(prefix) for prefix in self.head):
+                param.requires_grad_(not frozen)
+
+    def configure_optimizers(self) -> dict[str, Any] | tuple[list, list]:
+        groups = param_groups(self.model.net, self.cfg, self.head)
+        optimizer = build_optimizer(groups, self.cfg)
+        schedulers = build_schedulers(optimizer, self.cfg)
+        return [optimizer], schedulers

@@ -1,0 +1,108 @@
+"""Optimiser parameter groups and per-epoch learning-rate schedules.
+
+Weight decay is never applied to normalisation weights or biases (any parameter with fewer
+than two dimensions); the classifier head can learn faster than the backbone when
+fine-tuning. Every schedule steps once per epoch, so milestones are epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from binsort.config import TrainConfig
+
+
+def param_groups(net: nn.Module, cfg: TrainConfig, head: list[str]) -> list[dict]:
+    """Up to four groups: (backbone | head) x (decay | no decay); empty groups dropped."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in net.named_parameters():
+        is_head = any(name.startswith(prefix) for prefix in head)
+        decay = param.ndim > 1
+        groups.setdefault((is_head, decay), []).append(param)
+    result = []
+    for (is_head, decay), params in sorted(groups.items()):
+        lr = cfg.lr if is_head else cfg.lr * cfg.backbone_lr_scale
+        result.append(
+            {
+                "params": params,
+                "lr": lr,
+                "weight_decay": cfg.weight_decay if decay else 0.0,
+                "name": f"{'head' if is_head else 'backbone'}{'' if decay else '_no_decay'}",
+            }
+        )
+    return result
+
+
+def build_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.opt == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    # Adam's weight decay is L2 in the gradient; the groups still spare norms and biases.
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+@dataclass
+class EpochSchedule:
+    """Learning-rate factor for an epoch: linear warmup times the main schedule.
+
+    A plain callable object (not a lambda) so that LambdaLR stores it in its state dict.
+    """
+
+    kind: str
+    epochs: int
+    warmup: int = 0
+    gamma: float = 0.2
+    milestones: list[int] = field(default_factory=list)
+
+    def __call__(self, epoch: int) -> float:
+        factor = 1.0
+        if self.warmup and epoch < self.warmup:
+            factor = (epoch + 1) / (self.warmup + 1)
+        if self.kind == "step":
+            factor *= self.gamma ** sum(epoch >= m for m in self.milestones)
+        elif self.kind == "exp":
+            factor *= self.gamma**epoch
+        elif self.kind == "cosine":
+            span = max(1, self.epochs - self.warmup)
+            progress = min(1.0, max(0, epoch - self.warmup) / span)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        return factor
+
+
+def build_schedulers(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> list[dict]:
+    """Lightning scheduler configs, every one stepped per epoch."""
+    configs = []
+    kind = cfg.scheduler
+    if kind == "plateau":
+        if cfg.warmup_epochs:
+            # LinearLR's chainable form leaves the rate alone after warmup, so it composes with
+            # the plateau scheduler's reductions (LambdaLR would overwrite them).
+            warmup = torch.optim.lr_scheduler.LinearLR(
+                optimizer, 1.0 / (cfg.warmup_epochs + 1), 1.0, total_iters=cfg.warmup_epochs
+            )
+            configs.append({"scheduler": warmup, "interval": "epoch", "name": "warmup"})
+    elif kind != "none" or cfg.warmup_epochs:
+        schedule = EpochSchedule(kind, cfg.epochs, cfg.warmup_epochs, cfg.lr_gamma, cfg.milestones)
+        lr_lambda = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        configs.append({"scheduler": lr_lambda, "interval": "epoch", "name": "lr"})
+    if kind == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max" if cfg.plateau_monitor == "val_accuracy" else "min",
+            factor=cfg.lr_gamma,
+            patience=cfg.plateau_patience,
+        )
+        configs.append(
+            {
+                "scheduler": plateau,
+                "interval": "epoch",
+                "monitor": cfg.plateau_monitor,
+                "name": "plateau",
+            }
+        )
+    return configs

@@ -1,0 +1,291 @@
+"""Train a classifier on an ImageFolder: the library behind ``binsort train``.
+
+``fit(TrainConfig(...))`` scans and checks the folder, makes (or, on resume, reuses) the
+split, builds the model, and runs Lightning. The run folder ``OUT/NAME/version_N/`` gets the
+TensorBoard logs, ``checkpoints/`` (top-k by the monitored metric, plus ``last.ckpt``),
+``config.json`` (the resolved config) and ``split.json`` (the exact file lists).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
+from binsort.errors import BinsortError
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    monitor: str
+    best_score: float | None
+    best_epoch: int | None
+    epochs_run: int
+    history: list[dict[str, Any]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    train_size: int = 0
+    val_size: int = 0
+    test_size: int = 0
+
+    @property
+    def best_row(self) -> dict[str, Any]:
+        rows = [r for r in self.history if r["epoch"] == self.best_epoch]
+        return rows[0] if rows else {}
+
+    @property
+    def images_per_second(self) -> float | None:
+        speeds = [r["images_per_second"] for r in self.history]
+        # The first epoch includes start-up (worker spawn, lazy init): report the steady state.
+        steady = speeds[1:] or speeds
+        return sum(steady) / len(steady) if steady else None
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        times = [r["epoch_seconds"] for r in self.history]
+        steady = times[1:] or times
+        return sum(steady) / len(steady) if steady else None
+
+
+def find_resume_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the newest of last/interrupted checkpoints in a run folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    candidates = [folder / "last.ckpt", folder / "interrupted.ckpt"]
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        raise BinsortError(f"{path}: no last.ckpt or interrupted.ckpt to resume from")
+    return max(found, key=lambda c: c.stat().st_mtime)
+
+
+def resume_config(checkpoint: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict]:
+    """The stored config of ``checkpoint`` with ``overrides`` applied, and its split."""
+    from binsort.models.checkpoint import hyperparameters, read_checkpoint
+
+    hparams = hyperparameters(read_checkpoint(checkpoint), checkpoint)
+    config = {**hparams["config"], **overrides}
+    return TrainConfig.from_dict(config), hparams.get("split") or {}
+
+
+def fit(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = False) -> TrainResult:
+    """Train as ``cfg`` says; with ``resume`` (a run folder or checkpoint), continue that run.
+
+    On resume, ``cfg`` should be the checkpoint's config (see ``resume_config``); the split is
+    the recorded one, so validation images stay out of training.
+    """
+    started = time.perf_counter()
+    recorded_split: dict = {}
+    ckpt_path = None
+    if resume is not None:
+        ckpt_path = find_resume_checkpoint(resume)
+        _, recorded_split = resume_config(ckpt_path, {})
+    if cfg.root is None:
+        raise BinsortError("--root is required: the ImageFolder to train on")
+    from binsort.models.factory import check_model_name
+
+    check_model_name(cfg.model)
+
+    from binsort.data.folder import require_every_class, scan_folder
+    from binsort.data.splits import select, stratified_split
+
+    images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
+    require_every_class(images)
+    if recorded_split:
+        train_paths, val_paths = recorded_split["train"], recorded_split["val"]
+        test_paths = recorded_split.get("test", [])
+    else:
+        split = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.seed)
+        train_paths, val_paths, test_paths = split.train, split.val, split.test
+    train_samples = select(images.samples, train_paths)
+    val_samples = select(images.samples, val_paths)
+    counts = [0] * len(images.classes)
+    for _, label in train_samples:
+        counts[label] += 1
+
+    _quiet_lightning()
+    import lightning as L
+    import torch
+
+    from binsort.data.datamodule import BinDataModule
+    from binsort.models.factory import load_weights, weights_info
+    from binsort.models.module import Classifier
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    mean, std = cfg.mean, cfg.std
+    state = None
+    if cfg.weights and ckpt_path is None:
+        state, w_mean, w_std = weights_info(cfg.weights)
+        mean = mean or w_mean
+        std = std or w_std
+    mean = list(mean or IMAGENET_MEAN)
+    std = list(std or IMAGENET_STD)
+    split_record = {
+        "root": str(Path(cfg.root).resolve()),
+        "seed": cfg.seed,
+        "train": train_paths,
+        "val": val_paths,
+        "test": test_paths,
+    }
+    module = Classifier(
+        cfg.to_dict(), images.classes, mean, std, class_counts=counts, split=split_record
+    )
+    if state is not None:
+        load_weights(module.model.net, state)
+
+    trainer, history, logger = _trainer(cfg, ckpt_path, progress)
+    run_dir = Path(logger.log_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(
+            run_dir / "config.json",
+            {**cfg.to_dict(), "classes": images.classes, "mean": mean, "std": std},
+        )
+        _write_json(
+            run_dir / "split.json",
+            {**split_record, "classes": images.classes, "skipped": images.skipped},
+        )
+    datamodule = BinDataModule(images.root, train_samples, val_samples, cfg)
+    torch.backends.cudnn.benchmark = cfg.benchmark
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown and exit(1); the exception checkpoint
+        # is saved by then.
+        raise BinsortError(
+            f"training interrupted at epoch {trainer.current_epoch}; continue with: "
+            f"binsort train --resume {run_dir}"
+        ) from None
+    checkpoint = trainer.checkpoint_callback
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    last = Path(checkpoint.last_model_path) if checkpoint.last_model_path else None
+    best_score = checkpoint.best_model_score
+    best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best,
+        last_checkpoint=last,
+        monitor=cfg.save_monitor,
+        best_score=float(best_score) if best_score is not None else None,
+        best_epoch=best_epoch,
+        epochs_run=trainer.current_epoch,
+        history=history.rows,
+        skipped=images.skipped,
+        seconds=time.perf_counter() - started,
+        train_size=len(train_samples),
+        val_size=len(val_samples),
+        test_size=len(test_paths),
+    )
+
+
+def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool):
+    import lightning as L
+    from lightning.pytorch import callbacks as cb
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from binsort.models.callbacks import History
+
+    version = None
+    if ckpt_path is not None and ckpt_path.parent.name == "checkpoints":
+        # Continue in the same run folder, so logs and checkpoints stay together.
+        version = ckpt_path.parent.parent.name
+        out, name = ckpt_path.parent.parent.parent.parent, ckpt_path.parent.parent.parent.name
+    else:
+        out, name = Path(cfg.out), cfg.name
+    logger = TensorBoardLogger(
+        save_dir=str(out), name=name, version=version, default_hp_metric=False
+    )
+    ckpt_dir = Path(logger.log_dir) / "checkpoints"
+    mode = "max" if cfg.save_monitor == "val_accuracy" else "min"
+    history = History()
+    callbacks = [
+        cb.ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="epoch{epoch:03d}-acc{val_accuracy:.4f}",
+            auto_insert_metric_name=False,
+            monitor=cfg.save_monitor,
+            mode=mode,
+            save_top_k=cfg.save_top_k,
+            save_last=True,
+        ),
+        cb.OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
+        cb.LearningRateMonitor(logging_interval="epoch"),
+        history,
+    ]
+    if cfg.early_stop != "none":
+        monitor = "val_loss" if cfg.early_stop == "loss" else "val_accuracy"
+        callbacks.append(
+            cb.EarlyStopping(
+                monitor=monitor,
+                mode="min" if cfg.early_stop == "loss" else "max",
+                patience=cfg.early_stop_patience,
+            )
+        )
+    if cfg.ema:
+        callbacks.append(cb.EMAWeightAveraging(decay=cfg.ema_decay))
+    if progress:
+        callbacks.append(cb.RichProgressBar(leave=True))
+    limit = cfg.limit_batches or None
+    try:
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs,
+            accelerator=cfg.accelerator,
+            devices=_devices(cfg.devices),
+            num_nodes=cfg.nodes,
+            strategy=cfg.strategy,
+            precision=cfg.precision,
+            accumulate_grad_batches=cfg.accumulate,
+            logger=logger,
+            callbacks=callbacks,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            use_distributed_sampler=False,  # binsort's samplers shard by rank themselves
+            limit_train_batches=limit,
+            limit_val_batches=limit,
+            log_every_n_steps=10,
+            num_sanity_val_steps=0,
+        )
+    except Exception as exc:  # Lightning's MisconfigurationException and ValueErrors
+        raise BinsortError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
+    return trainer, history, logger
+
+
+def _devices(value: str) -> str | int | list[int]:
+    value = str(value).strip()
+    if value.isdigit():
+        return int(value)
+    if "," in value:
+        return [int(v) for v in value.split(",") if v.strip()]
+    return value
+
+
+def _epoch_of(best: Path | None, rows: list[dict], monitor: str, score: Any) -> int | None:
+    scored = [r for r in rows if r.get(monitor) is not None]
+    if not scored:
+        return None
+    pick = max if monitor == "val_accuracy" else min
+    return pick(scored, key=lambda r: r[monitor])["epoch"]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _quiet_lightning() -> None:
+    """Lightning's info lines and tips are noise in a CLI that prints its own summary."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")

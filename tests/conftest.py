@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny synthetic ImageFolders made in ``tmp_path``.
+
+Images are coloured by class (each class has its own base colour plus noise) so that a model
+can actually learn them in a few steps, which keeps end-to-end tests meaningful and fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Wide, plain terminal output so that rich tables are not wrapped or coloured in assertions.
+os.environ["COLUMNS"] = "200"
+os.environ["NO_COLOR"] = "1"
+os.environ.setdefault("TERM", "dumb")
+
+CLASSES = ("glass", "metal", "paper")
+COLOURS = {"glass": (40, 160, 60), "metal": (150, 150, 160), "paper": (230, 220, 200)}
+
+
+def make_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = CLASSES,
+    per_class: int = 8,
+    size: tuple[int, int] = (40, 30),
+    seed: int = 0,
+    fmt: str = "JPEG",
+) -> Path:
+    """Write ``per_class`` images of ``size`` (width, height) for each class under ``root``."""
+    rng = np.random.default_rng(seed)
+    ext = {"JPEG": ".jpg", "PNG": ".png"}[fmt]
+    for ci, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array(COLOURS.get(name, (60 * ci % 256, 90, 200 - 40 * ci % 200)), dtype=np.int16)
+        for i in range(per_class):
+            noise = rng.integers(-30, 30, size=(size[1], size[0], 3))
+            pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}_{i:03d}{ext}", fmt)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Three classes of eight 40x30 JPEGs each."""
+    return make_image_folder(tmp_path / "images")

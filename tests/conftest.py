@@ -48,3 +48,36 @@ def make_image_folder(
 def image_folder(tmp_path: Path) -> Path:
     """Three classes of eight 40x30 JPEGs each."""
     return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """Two tiny resnet18 runs (seeds 1 and 2) on one folder with a held-out test split.
+
+    Session-scoped: training is the slow part, so every test that needs a real binsort
+    checkpoint shares these. Each item is a ``binsort.train.TrainResult``; the folder is
+    ``result.run_dir``'s recorded root (``split.json``).
+    """
+    from binsort.config import TrainConfig
+    from binsort.train import fit
+
+    base = tmp_path_factory.mktemp("trained")
+    root = make_image_folder(base / "images", per_class=10, size=(36, 36))
+    results = []
+    for seed in (1, 2):
+        cfg = TrainConfig(
+            root=str(root),
+            model="resnet18",
+            input_size=32,
+            epochs=2,
+            batch=4,
+            workers=0,
+            split=0.2,
+            test_split=0.2,
+            seed=seed,
+            out=str(base / "runs"),
+            name=f"seed{seed}",
+            lr=1e-3,
+        )
+        results.append(fit(cfg))
+    return results

@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from binsort.errors import BinsortError
+from binsort.models.checkpoint import load_checkpoint, load_members
+from binsort.models.factory import (
+    Normalize,
+    build_model,
+    check_model_name,
+    head_prefixes,
+    load_weights,
+    weights_info,
+)
+
+
+def test_unknown_model_name_suggests_close_names():
+    with pytest.raises(BinsortError, match="did you mean resnet18"):
+        check_model_name("resnet81")
+
+
+def test_normalisation_is_the_first_layer():
+    model = build_model("resnet18", 4, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    assert isinstance(model[0], Normalize)
+    x = torch.full((1, 3, 8, 8), 0.75)
+    assert torch.allclose(model.norm(x), torch.ones_like(x))
+    assert "norm.mean" in model.state_dict()
+
+
+@pytest.mark.parametrize(
+    "arch,head",
+    [
+        ("resnet18", "fc."),
+        ("mobilenet_v3_small", "classifier.3."),
+        ("squeezenet1_1", "classifier.1."),
+    ],
+)
+def test_head_is_found_for_different_families(arch, head):
+    model = build_model(arch, 5, [0.5] * 3, [0.5] * 3)
+    assert head_prefixes(model.net, 5) == [head]
+
+
+def test_local_weights_file_replaces_the_head(tmp_path):
+    source = build_model("resnet18", 10, [0.5] * 3, [0.5] * 3).net
+    path = tmp_path / "weights.pt"
+    torch.save(source.state_dict(), path)
+    state, mean, std = weights_info(str(path))
+    assert mean is None and std is None
+    target = build_model("resnet18", 3, [0.5] * 3, [0.5] * 3).net
+    fresh = load_weights(target, state)
+    assert fresh == ["fc.bias", "fc.weight"]
+    assert torch.equal(target.conv1.weight, source.conv1.weight)
+
+
+def test_weights_for_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(build_model("mobilenet_v3_small", 3, [0.5] * 3, [0.5] * 3).net.state_dict(), path)
+    state, _, _ = weights_info(str(path))
+    with pytest.raises(BinsortError, match="another architecture"):
+        load_weights(build_model("resnet18", 3, [0.5] * 3, [0.5] * 3).net, state)
+
+
+def test_torchvision_weights_name_fails_clearly_offline():
+    with pytest.raises(BinsortError):
+        weights_info("NoSuchNet_Weights.IMAGENET1K_V1")
+
+
+def test_checkpoint_round_trip_gives_the_same_logits(trained_runs):
+    from binsort.models.module import Classifier
+
+    path = trained_runs[0].last_checkpoint
+    loaded = load_checkpoint(path)
+    module = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    module.eval()
+    x = torch.rand(2, 3, loaded.input_size, loaded.input_size)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), module(x), atol=1e-6)
+    hp = loaded.hparams
+    assert loaded.classes == ["glass", "metal", "paper"]
+    assert hp["config"]["model"] == "resnet18" and hp["config"]["input_size"] == 32
+    assert hp["split"]["seed"] == 1 and hp["split"]["test"]
+    assert len(hp["mean"]) == 3 and len(hp["std"]) == 3
+
+
+def test_non_checkpoint_files_are_refused(tmp_path):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(BinsortError, match="refused"):
+        load_members(junk)
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}}, plain)
+    with pytest.raises(BinsortError, match="not a binsort checkpoint"):
+        load_members(plain)

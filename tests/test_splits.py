@@ -1,0 +1,34 @@
+from binsort.data.splits import stratified_split
+
+
+def samples(counts: list[int]) -> list[tuple[str, int]]:
+    return [(f"c{c}/{i}.jpg", c) for c, n in enumerate(counts) for i in range(n)]
+
+
+def test_split_is_stratified_disjoint_and_complete():
+    data = samples([40, 20, 10])
+    split = stratified_split(data, val=0.2, test=0.1, seed=3)
+    train, val, test = set(split.train), set(split.val), set(split.test)
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert train | val | test == {p for p, _ in data}
+    for cls, n in enumerate([40, 20, 10]):
+        n_test = sum(p.startswith(f"c{cls}/") for p in test)
+        n_val = sum(p.startswith(f"c{cls}/") for p in val)
+        assert n_test == round(n * 0.1)
+        assert n_val == max(1, round((n - n_test) * 0.2))
+
+
+def test_split_is_reproducible_and_seed_dependent():
+    data = samples([30, 30])
+    a = stratified_split(data, 0.2, 0.2, seed=1)
+    b = stratified_split(list(reversed(data)), 0.2, 0.2, seed=1)
+    c = stratified_split(data, 0.2, 0.2, seed=2)
+    assert a == b
+    assert a.val != c.val
+
+
+def test_every_class_keeps_a_training_and_validation_image():
+    split = stratified_split(samples([2, 3, 50]), val=0.05, test=0.0, seed=0)
+    for cls in range(3):
+        assert any(p.startswith(f"c{cls}/") for p in split.train)
+        assert any(p.startswith(f"c{cls}/") for p in split.val)

@@ -1,0 +1,199 @@
+"""End-to-end ``binsort train`` through the CLI on tiny images (a few seconds per run)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from binsort.cli import _join_nargs, app
+
+runner = CliRunner()
+TINY = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
+
+
+def train(root, tmp_path, *args):
+    argv = ["train", "--root", str(root), "--out", str(tmp_path / "runs"), *TINY, *args]
+    return runner.invoke(app, argv)
+
+
+def run_dir(tmp_path, name="default", version=0):
+    return tmp_path / "runs" / name / f"version_{version}"
+
+
+def test_one_epoch_end_to_end_writes_a_self_describing_run(image_folder, tmp_path):
+    result = train(image_folder, tmp_path, "--epochs", "1", "--test-split", "0.25", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    assert "Training finished" in result.output and "best val accuracy" in result.output
+    folder = run_dir(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == "resnet18" and config["classes"] == ["glass", "metal", "paper"]
+    split = json.loads((folder / "split.json").read_text())
+    assert len(split["test"]) == 6 and split["seed"] == 7
+    assert not set(split["train"]) & set(split["val"])
+    assert (folder / "checkpoints" / "last.ckpt").is_file()
+    assert list(folder.glob("events.out.tfevents.*"))
+    ckpt = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["split"]["test"] == split["test"]
+
+
+def test_augmentation_and_loss_options(image_folder, tmp_path):
+    result = train(
+        image_folder,
+        tmp_path,
+        "--epochs",
+        "1",
+        "--imbalance",
+        "--class-weights",
+        "--cutmix",
+        "1.0",
+        "--mixup",
+        "0.2",
+        "--label-smoothing",
+        "0.1",
+        "--aug-scale",
+        "0.5",
+        "--rotation",
+        "30",
+        "--shear",
+        "5",
+        "--perspective",
+        "0.2",
+        "--jitter",
+        "0.3",
+        "--grayscale",
+        "0.2",
+        "--vflip",
+        "0.5",
+        "--channels-last",
+        "--mean",
+        "0.5",
+        "0.5",
+        "0.5",
+        "--std",
+        "0.2",
+        "0.2",
+        "0.2",
+    )
+    assert result.exit_code == 0, result.output
+    hp = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)[
+        "hyper_parameters"
+    ]
+    assert hp["mean"] == [0.5, 0.5, 0.5] and hp["config"]["cutmix"] == 1.0
+
+
+def test_optimisation_options(image_folder, tmp_path):
+    result = train(
+        image_folder,
+        tmp_path,
+        "--epochs",
+        "2",
+        "--opt",
+        "sgd",
+        "--nesterov",
+        "--momentum",
+        "0.8",
+        "--weight-decay",
+        "1e-4",
+        "--scheduler",
+        "step",
+        "--milestones",
+        "1",
+        "--lr-gamma",
+        "0.1",
+        "--warmup-epochs",
+        "1",
+        "--accumulate",
+        "2",
+        "--ema",
+        "--ema-decay",
+        "0.9",
+        "--freeze-epochs",
+        "1",
+        "--backbone-lr-scale",
+        "0.5",
+    )
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1
+    assert "current_model_state" in ckpt  # EMA weights are the checkpoint's state_dict
+
+
+def test_checkpoint_and_early_stop_options(image_folder, tmp_path):
+    result = train(
+        image_folder,
+        tmp_path,
+        "--epochs",
+        "3",
+        "--save-top-k",
+        "2",
+        "--save-monitor",
+        "val_accuracy",
+        "--early-stop",
+        "loss",
+        "--early-stop-patience",
+        "1",
+        "--scheduler",
+        "plateau",
+        "--plateau-monitor",
+        "val_loss",
+        "--plateau-patience",
+        "1",
+        "--name",
+        "ck",
+    )
+    assert result.exit_code == 0, result.output
+    ckpts = list((run_dir(tmp_path, "ck") / "checkpoints").glob("epoch*.ckpt"))
+    assert 1 <= len(ckpts) <= 2
+
+
+def test_resume_continues_the_same_run_to_more_epochs(image_folder, tmp_path):
+    assert train(image_folder, tmp_path, "--epochs", "1").exit_code == 0
+    folder = run_dir(tmp_path)
+    last = folder / "checkpoints" / "last.ckpt"
+    steps_per_epoch = torch.load(last, weights_only=True)["global_step"]
+    result = runner.invoke(app, ["train", "--resume", str(folder), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["global_step"] == 2 * steps_per_epoch  # one more epoch, not two
+    assert ckpt["hyper_parameters"]["config"]["epochs"] == 2
+    history = next(v for k, v in ckpt["callbacks"].items() if "History" in k)
+    assert [row["epoch"] for row in history["rows"]] == [0, 1]
+    assert not run_dir(tmp_path, version=1).exists()
+
+
+def test_weights_file_starts_training(image_folder, tmp_path):
+    from binsort.models.factory import build_model
+
+    path = tmp_path / "start.pt"
+    torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), path)
+    result = train(image_folder, tmp_path, "--epochs", "1", "--weights", str(path))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "resnet81"], "did you mean resnet18"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--split", "0.6", "--test-split", "0.5"], "below 1"),
+        (["--weights", "Nope_Weights.X"], "neither a file nor a torchvision weights name"),
+    ],
+)
+def test_bad_options_are_one_line_errors(image_folder, tmp_path, args, message):
+    result = train(image_folder, tmp_path, *args)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_bad_roots_are_one_line_errors(tmp_path):
+    result = train(tmp_path / "nowhere", tmp_path)
+    assert result.exit_code == 1 and "no such folder" in result.output
+    (tmp_path / "empty" / "only").mkdir(parents=True)
+    result = train(tmp_path / "empty", tmp_path)
+    assert result.exit_code == 1 and "at least two" in result.output
+
+
+def test_seed_style_milestones_are_accepted():
+    argv = ["train", "--milestones", "150", "190", "--lr", "0.1"]
+    assert _join_nargs(argv) == ["train", "--milestones", "150,190", "--lr", "0.1"]

@@ -1,0 +1,33 @@
+# One-command set-up: every target creates the virtual environment first if it is missing.
+# `make demo` runs the main job, `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch/torchvision first, pinned to the builds this machine serves from disk.
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: downsize the bundled sample, then a short training run on it.
+demo: $(STAMP)
+	$(BIN)/binsort resize examples/trashnet-sample build/sample --size 72
+	$(BIN)/binsort train --root build/sample --model mobilenet_v3_small --input-size 64 \
+		--epochs 3 --batch 8 --workers 0 --split 0.25 --out build/runs --name demo
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf build

@@ -197,3 +197,36 @@ def test_bad_roots_are_one_line_errors(tmp_path):
 def test_seed_style_milestones_are_accepted():
     argv = ["train", "--milestones", "150", "190", "--lr", "0.1"]
     assert _join_nargs(argv) == ["train", "--milestones", "150,190", "--lr", "0.1"]
+
+
+def test_folds_train_k_models_on_disjoint_validation_folds(tmp_path):
+    from conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "images", per_class=9)
+    result = train(
+        root, tmp_path, "--epochs", "1", "--folds", "3", "--test-split", "0.2", "--name", "cv"
+    )
+    assert result.exit_code == 0, result.output
+    assert "Cross-validation, 3 folds" in result.output and "mean ± std" in result.output
+    splits = [
+        json.loads((tmp_path / "runs" / "cv" / f"fold_{i}" / "split.json").read_text())
+        for i in range(3)
+    ]
+    vals = [set(s["val"]) for s in splits]
+    assert not (vals[0] & vals[1]) and not (vals[1] & vals[2]) and not (vals[0] & vals[2])
+    test = set(splits[0]["test"])
+    assert test and all(set(s["test"]) == test for s in splits)
+    assert all(not (set(s["train"]) | set(s["val"])) & test for s in splits)
+    for i in range(3):
+        assert (tmp_path / "runs" / "cv" / f"fold_{i}" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_docs_list_every_training_option():
+    import dataclasses
+    from pathlib import Path
+
+    from binsort.config import TrainConfig, dash
+
+    text = (Path(__file__).parents[1] / "docs" / "train.md").read_text()
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"`--{dash(f.name)}`" not in text]
+    assert not missing, f"docs/train.md lacks {missing}"

@@ -57,6 +57,9 @@ class TrainConfig:
     test_split: float = _opt(
         0.0, "Held-out test fraction, kept out of training and validation.", DATA
     )
+    folds: int = _opt(
+        0, "Cross-validate: train K models, each fold once the validation set (0: off).", DATA
+    )
     imbalance: bool = _opt(False, "Sample class-uniform batches (upsamples small classes).", DATA)
     class_weights: bool = _opt(False, "Weight the loss by inverse class frequency.", DATA)
     mean: tuple[float, float, float] | None = _opt(
@@ -151,6 +154,7 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.folds == 0 or self.folds >= 2, "--folds must be 0 (off) or at least 2"),
             (self.batch >= 1, "--batch must be at least 1"),
             (self.input_size >= 8, "--input-size must be at least 8 pixels"),
             (self.workers >= 0, "--workers cannot be negative"),

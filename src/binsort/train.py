@@ -78,14 +78,23 @@ def resume_config(checkpoint: Path, overrides: dict[str, Any]) -> tuple[TrainCon
     return TrainConfig.from_dict(config), hparams.get("split") or {}
 
 
-def fit(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = False) -> TrainResult:
+def fit(
+    cfg: TrainConfig,
+    resume: str | Path | None = None,
+    progress: bool = False,
+    split: dict[str, list[str]] | None = None,
+    version: str | None = None,
+    images: Any = None,
+) -> TrainResult:
     """Train as ``cfg`` says; with ``resume`` (a run folder or checkpoint), continue that run.
 
     On resume, ``cfg`` should be the checkpoint's config (see ``resume_config``); the split is
-    the recorded one, so validation images stay out of training.
+    the recorded one, so validation images stay out of training. ``split`` (train/val/test
+    path lists), ``version`` (the run folder's name) and ``images`` (an already checked
+    ``ImageSet``) let ``fit_folds`` drive one run per fold.
     """
     started = time.perf_counter()
-    recorded_split: dict = {}
+    recorded_split: dict = split or {}
     ckpt_path = None
     if resume is not None:
         ckpt_path = find_resume_checkpoint(resume)
@@ -99,7 +108,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = Fal
     from binsort.data.folder import require_every_class, scan_folder
     from binsort.data.splits import select, stratified_split
 
-    images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
+    if images is None:
+        images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
     require_every_class(images)
     if recorded_split:
         train_paths, val_paths = recorded_split["train"], recorded_split["val"]
@@ -143,7 +153,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = Fal
     if state is not None:
         load_weights(module.model.net, state)
 
-    trainer, history, logger = _trainer(cfg, ckpt_path, progress)
+    trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)
     run_dir = Path(logger.log_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -188,14 +198,74 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = Fal
     )
 
 
-def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool):
+@dataclass
+class FoldsResult:
+    folds: list[TrainResult]
+    test_size: int
+
+    def accuracies(self) -> list[float]:
+        return [r.best_row.get("val_accuracy") or 0.0 for r in self.folds]
+
+    @property
+    def mean_accuracy(self) -> float:
+        accs = self.accuracies()
+        return sum(accs) / len(accs)
+
+    @property
+    def std_accuracy(self) -> float:
+        accs = self.accuracies()
+        mean = self.mean_accuracy
+        # Sample standard deviation: the folds are a sample of possible validation sets.
+        return (sum((a - mean) ** 2 for a in accs) / max(1, len(accs) - 1)) ** 0.5
+
+
+def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> FoldsResult:
+    """K-fold cross-validation: ``cfg.folds`` runs, each fold once the validation set.
+
+    The ``--test-split`` part is held out of every fold. Runs go to ``OUT/NAME/fold_I``;
+    ``on_fold(index, result)`` is called after each, e.g. to print a progress line.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from binsort.data.folder import require_every_class, scan_folder
+    from binsort.data.splits import stratified_split
+
+    if cfg.root is None:
+        raise BinsortError("--root is required: the ImageFolder to train on")
+    images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
+    require_every_class(images)
+    outer = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.seed)
+    held_out = set(outer.test)
+    pool = [s for s in images.samples if s[0] not in held_out]
+    smallest = min(sum(1 for _, label in pool if label == c) for c in range(len(images.classes)))
+    if not 2 <= cfg.folds <= smallest:
+        raise BinsortError(
+            f"--folds {cfg.folds}: needs 2 to {smallest} folds (the smallest class has "
+            f"{smallest} images outside the test split)"
+        )
+    kfold = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    labels = [label for _, label in pool]
+    results = []
+    for index, (train_idx, val_idx) in enumerate(kfold.split(pool, labels)):
+        split = {
+            "train": sorted(pool[i][0] for i in train_idx),
+            "val": sorted(pool[i][0] for i in val_idx),
+            "test": outer.test,
+        }
+        result = fit(cfg, progress=progress, split=split, version=f"fold_{index}", images=images)
+        results.append(result)
+        if on_fold is not None:
+            on_fold(index, result)
+    return FoldsResult(results, len(outer.test))
+
+
+def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: str | None):
     import lightning as L
     from lightning.pytorch import callbacks as cb
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from binsort.models.callbacks import History
 
-    version = None
     if ckpt_path is not None and ckpt_path.parent.name == "checkpoints":
         # Continue in the same run folder, so logs and checkpoints stay together.
         version = ckpt_path.parent.parent.name

@@ -19,7 +19,7 @@ from binsort.config import TrainConfig
 
 
 def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> None:
-    from binsort.train import find_resume_checkpoint, fit, resume_config
+    from binsort.train import find_resume_checkpoint, fit, fit_folds, resume_config
 
     with user_errors():
         if resume:
@@ -32,6 +32,10 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
             cfg, _ = resume_config(find_resume_checkpoint(resume), _to_config(given))
         else:
             cfg = TrainConfig(**_to_config(options))
+        if cfg.folds and not resume:
+            folds = fit_folds(cfg, progress=True, on_fold=_fold_line)
+            console.print(folds_table(folds))
+            return
         result = fit(cfg, resume=resume, progress=True)
     console.print(summary_table(result))
     if result.skipped:
@@ -51,6 +55,39 @@ def _to_config(options: dict[str, Any]) -> dict[str, Any]:
                 f"--milestones wants epochs like 150,190, got {text!r}"
             ) from None
     return out
+
+
+def _fold_line(index: int, result) -> None:
+    acc = result.best_row.get("val_accuracy")
+    console.print(
+        f"fold {index}: best val accuracy {acc:.4f} at epoch {result.best_epoch} "
+        f"({result.seconds:.0f} s) -> {result.best_checkpoint}",
+        highlight=False,
+    )
+
+
+def folds_table(folds) -> Table:
+    table = Table(title=f"Cross-validation, {len(folds.folds)} folds")
+    for column in ("fold", "best epoch", "val accuracy", "val loss", "best checkpoint"):
+        table.add_column(column, justify="left" if column == "best checkpoint" else "right")
+    for index, result in enumerate(folds.folds):
+        row = result.best_row
+        table.add_row(
+            str(index),
+            str(result.best_epoch),
+            f"{row.get('val_accuracy', 0.0):.4f}",
+            f"{row.get('val_loss', 0.0):.4f}",
+            str(result.best_checkpoint),
+        )
+    table.add_row(
+        "mean ± std",
+        "",
+        f"{folds.mean_accuracy:.4f} ± {folds.std_accuracy:.4f}",
+        "",
+        "",
+        style="bold",
+    )
+    return table
 
 
 def summary_table(result) -> Table:

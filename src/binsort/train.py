@@ -178,7 +178,8 @@ def fit(
         ) from None
     checkpoint = trainer.checkpoint_callback
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
-    last = Path(checkpoint.last_model_path) if checkpoint.last_model_path else None
+    latest = next(c for c in trainer.checkpoint_callbacks if c.filename == "last")
+    last = Path(latest.best_model_path) if latest.best_model_path else None
     best_score = checkpoint.best_model_score
     best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)
     return TrainResult(
@@ -286,8 +287,10 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
             monitor=cfg.save_monitor,
             mode=mode,
             save_top_k=cfg.save_top_k,
-            save_last=True,
         ),
+        # Lightning 2.6 refreshes `save_last` only when a top-k checkpoint was written that
+        # epoch; a separate monitor-less callback keeps last.ckpt truly the latest epoch.
+        cb.ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False),
         cb.OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
         cb.LearningRateMonitor(logging_interval="epoch"),
         history,

@@ -1,0 +1,249 @@
+"""``binsort predict``: which bin each photo goes into, as a table, CSV or JSON.
+
+The work is ``binsort.predict.predict_photos`` (a stream of rows); this module parses the
+options, writes the rows as they come (CSV and JSON) or collects them into a rich table, and
+turns the outcome into an exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated
+
+import typer
+
+from binsort.cli._common import console, err_console, user_errors
+from binsort.errors import BinsortError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+EXIT_SOME_FAILED = 2
+FORMATS = ("table", "csv", "json")
+
+
+def predict(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...", help="Photos, or folders searched recursively.", show_default=False
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A checkpoint (.ckpt) or an ensemble file. Required for now.",
+            show_default=False,
+        ),
+    ] = None,
+    bins: Annotated[
+        str,
+        typer.Option(
+            "--bins", "-b", help="A built-in bin map (psu) or a .toml or .json bin map file."
+        ),
+    ] = "psu",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes to list per photo.")] = 3,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--min-confidence",
+            help="Below this probability of its bin (0-1) a photo is marked uncertain "
+            "and its two most likely bins are shown.",
+        ),
+    ] = 0.5,
+    tta: Annotated[
+        str, typer.Option("--tta", help="Test-time augmentation: none, flip or flip5crop.")
+    ] = "none",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, csv or json (default: table, or the --output file's suffix).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the csv or json here instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Photos per forward pass.")] = 32,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Threads that decode photos; 0 decodes inline.")
+    ] = 4,
+) -> None:
+    """Sort photos of waste into bins: class, probability, top-k classes and the bin.
+
+    Folders are searched recursively; hidden files and files without an image
+    extension inside folders are skipped, but a file named on the command line is
+    always tried. A photo that cannot be read (missing, not an image, corrupt)
+    gets its own error row and the others are still classified.
+    With --format csv or json only the data goes to stdout; messages go to stderr.
+
+    Exit codes: 0 every photo was classified;
+    2 some photos could not be read (their rows say why; the others are classified);
+    1 an error stopped the command (bad model, bad bin map, bad option).
+    """
+    with user_errors():
+        failed = _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers)
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers) -> int:
+    """Classify and write; returns the number of photos that failed."""
+    from binsort.bins import load_bin_map
+    from binsort.predict import describe_model, find_photos, load_model, predict_photos
+
+    fmt = _choose_format(fmt, output)
+    members = load_model(model)
+    classes = members[0].classes
+    bin_map = load_bin_map(bins, classes=classes)
+    photos = list(find_photos(paths))  # paths only: the images themselves are streamed
+    if not photos:
+        raise BinsortError(f"no photos found in {', '.join(map(str, paths))}")
+    rows = predict_photos(
+        photos,
+        members,
+        bin_map,
+        batch=batch,
+        workers=workers,
+        top_k=top_k,
+        min_confidence=min_confidence,
+        tta=tta,
+    )
+    about = f"model {describe_model(model, members)}, bins {bin_map.source}"
+    with _progress(len(photos), show=len(photos) > batch) as advance:
+        rows = advance(rows)
+        if fmt == "table":
+            table, failed = _table(rows, about, min(top_k, len(classes)))
+        else:
+            with _open_output(output) as out:
+                write = _write_csv if fmt == "csv" else _write_json
+                failed = write(rows, out, min(top_k, len(classes)))
+    summary = f"{len(photos) - failed} classified, {failed} failed"
+    if fmt == "table":
+        console.print(table)
+        console.print(summary, highlight=False)
+    else:
+        # stdout holds only the data; the summary and the model's name go to stderr.
+        where = f" -> {output}" if output else ""
+        err_console.print(f"{summary} ({about}){where}", highlight=False, soft_wrap=True)
+    return failed
+
+
+def _choose_format(fmt: str | None, output: Path | None) -> str:
+    if fmt is None:
+        suffix = output.suffix.lower().lstrip(".") if output else ""
+        fmt = suffix if suffix in ("csv", "json") else "table"
+    if fmt not in FORMATS:
+        raise BinsortError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "table" and output is not None:
+        raise BinsortError("--output needs --format csv or json (the table is for reading)")
+    return fmt
+
+
+@contextlib.contextmanager
+def _progress(total: int, show: bool):
+    """A progress bar on stderr (a TTY only, more than one batch); yields a row-counting wrapper."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "classifying",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not (show and err_console.is_terminal),
+    )
+    task = bar.add_task("predict", total=total)
+
+    def advance(rows):
+        for row in rows:
+            bar.advance(task)
+            yield row
+
+    with bar:
+        yield advance
+
+
+@contextlib.contextmanager
+def _open_output(output: Path | None) -> Iterator[IO[str]]:
+    """stdout, or ``output`` written under a temporary name and renamed once complete."""
+    if output is None:
+        yield sys.stdout
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            yield out
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_csv(rows, out: IO[str], top_k: int) -> int:
+    from binsort.predict import csv_header, csv_row
+
+    writer = csv.writer(out)
+    writer.writerow(csv_header(top_k))
+    failed = 0
+    for row in rows:
+        writer.writerow(csv_row(row, top_k))
+        failed += row.error is not None
+    return failed
+
+
+def _write_json(rows, out: IO[str], top_k: int) -> int:
+    """A JSON list written one object per line as rows arrive (valid JSON once complete)."""
+    from binsort.predict import as_record
+
+    failed = 0
+    out.write("[")
+    for i, row in enumerate(rows):
+        out.write(("," if i else "") + "\n  " + json.dumps(as_record(row), ensure_ascii=False))
+        failed += row.error is not None
+    out.write("\n]\n")
+    return failed
+
+
+def _table(rows, about: str, top_k: int) -> tuple[Table, int]:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=about, title_justify="left")
+    table.add_column("photo", overflow="fold")
+    table.add_column("class")
+    table.add_column("p", justify="right")
+    table.add_column(f"top {top_k}")
+    table.add_column("bin")
+    table.add_column("note", overflow="fold")
+    failed = 0
+    for row in rows:
+        if row.error is not None:
+            failed += 1
+            table.add_row(escape(row.path), "[red]error[/]", "", "", "", escape(row.error))
+            continue
+        top = ", ".join(f"{c} {p:.2f}" for c, p in row.top)
+        if row.uncertain:
+            shown = [row.bin.name] + ([row.other_bin.name] if row.other_bin else [])
+            bin_cell = f"[yellow]{escape(' or '.join(shown))}[/]"
+            note = f"uncertain: {row.bin.name} {row.bin_probability:.2f}, check before sorting"
+        else:
+            bin_cell, note = escape(row.bin.name), row.bin.note
+        cells = (row.label, f"{row.probability:.2f}", top)
+        table.add_row(escape(row.path), *map(escape, cells), bin_cell, escape(note))
+    return table, failed

@@ -1,0 +1,267 @@
+"""Sorting photos into bins: the library behind ``binsort predict``.
+
+Typical use::
+
+    members = load_model("runs/x/best.ckpt")          # a checkpoint or an ensemble file
+    bin_map = load_bin_map("psu", classes=members[0].classes)
+    for row in predict_photos(find_photos(["photos/"]), members, bin_map):
+        print(row.path, row.label, row.bin.name if row.bin else row.error)
+
+``predict_photos`` streams: it decodes one batch ahead in a thread pool while the model runs on
+the current one, and yields a ``Prediction`` per photo, so a folder of 10,000 photos never sits
+in memory. A photo that cannot be read yields a row with ``error`` set instead of stopping.
+Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from binsort.bins import Bin, BinMap
+from binsort.data.images import is_image_name, open_rgb
+from binsort.errors import BinsortError
+from binsort.inference import TTA_MODES, ensemble_mean, probabilities
+from binsort.models.checkpoint import LoadedModel, load_members
+
+DEFAULT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
+DEFAULT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
+DEFAULT_TOP_K = 3
+# Below even odds the model thinks the photo more likely belongs in some other bin, so it is
+# better to show two bins than one confident-looking wrong one.
+DEFAULT_MIN_CONFIDENCE = 0.5
+DEFAULT_MODEL_FILE = "default-model.pt"  # where a bundled model will go, in binsort/assets
+
+
+@dataclass
+class Prediction:
+    """One photo's answer, or its ``error`` (then every other field is empty)."""
+
+    path: str
+    label: str | None = None  # the most likely class
+    probability: float | None = None  # of that class
+    top: list[tuple[str, float]] = field(default_factory=list)  # top-k (class, probability)
+    bin: Bin | None = None  # the most likely class's bin
+    bin_probability: float | None = None  # summed over every class that goes into that bin
+    uncertain: bool = False  # bin_probability < min_confidence
+    other_bin: Bin | None = None  # when uncertain: the next most likely bin, if any
+    error: str | None = None  # why the photo could not be classified
+
+
+def default_model_path() -> Path | None:
+    """The bundled default model, or None while binsort ships without one."""
+    path = Path(__file__).parent / "assets" / DEFAULT_MODEL_FILE
+    return path if path.is_file() else None
+
+
+def load_model(model: str | Path | None) -> list[LoadedModel]:
+    """The members of ``model`` (a checkpoint or an ensemble file), or of the bundled default."""
+    if model is None:
+        model = default_model_path()
+        if model is None:
+            raise BinsortError("no --model given and no bundled default model")
+    return load_members(model)
+
+
+def describe_model(model: str | Path | None, members: Sequence[LoadedModel]) -> str:
+    """Which model answers, for the user: its file name and architecture(s)."""
+    name = Path(model).name if model is not None else f"default ({DEFAULT_MODEL_FILE})"
+    if len(members) == 1:
+        return f"{name} ({members[0].arch})"
+    archs = Counter(m.arch for m in members)
+    parts = ", ".join(a if n == 1 else f"{n}× {a}" for a, n in archs.items())
+    return f"{name} (ensemble of {len(members)}: {parts})"
+
+
+def find_photos(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Photos to classify, lazily: folders recursively (image extensions only, hidden skipped).
+
+    A path named explicitly that is not a folder is always yielded, even a hidden, non-image or
+    missing one: the user asked for it, so its row should say what is wrong with it.
+    """
+    for path in map(Path, paths):
+        if not path.is_dir():
+            yield path
+            continue
+        # Links to folders are not followed, so a symlink loop cannot hang the walk.
+        for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith(".") and is_image_name(name):
+                    yield Path(dirpath) / name
+
+
+def predict_photos(
+    photos: Iterable[str | Path],
+    members: Sequence[LoadedModel],
+    bin_map: BinMap,
+    *,
+    batch: int = DEFAULT_BATCH,
+    workers: int = DEFAULT_WORKERS,
+    top_k: int = DEFAULT_TOP_K,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    tta: str = "none",
+) -> Iterator[Prediction]:
+    """One ``Prediction`` per photo, in order, batch by batch (the mean over ``members``).
+
+    Options are checked here, before the first photo is read, so a bad one fails at once.
+    ``top_k`` larger than the number of classes gives all of them.
+    """
+    if batch < 1:
+        raise BinsortError(f"--batch must be at least 1, got {batch}")
+    if workers < 0:
+        raise BinsortError(f"--workers must be 0 or more, got {workers}")
+    if top_k < 1:
+        raise BinsortError(f"--top-k must be at least 1, got {top_k}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+    if tta not in TTA_MODES:
+        raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    classes = members[0].classes
+    bin_map.check_classes(classes)
+    bins = [bin_map.bin_for(c) for c in classes]
+    size = max(m.input_size for m in members)
+    return _predict(photos, members, bins, batch, workers, top_k, min_confidence, tta, size)
+
+
+def _predict(photos, members, bins, batch, workers, top_k, min_confidence, tta, size):
+    classes = members[0].classes
+    for items in _decoded_batches(photos, batch, workers, size):
+        images = [im for _, im in items if isinstance(im, Image.Image)]
+        probs = ensemble_mean(probabilities(members, images, tta=tta)).tolist() if images else []
+        rows = iter(probs)
+        for path, im in items:
+            if isinstance(im, str):
+                yield Prediction(str(path), error=im)
+            else:
+                yield _decide(str(path), next(rows), classes, bins, top_k, min_confidence)
+
+
+def _decide(
+    path: str,
+    row: list[float],
+    classes: list[str],
+    bins: list[Bin],
+    top_k: int,
+    min_confidence: float,
+) -> Prediction:
+    order = sorted(range(len(classes)), key=lambda i: -row[i])
+    best = order[0]
+    # The question is which bin, so classes that share a bin (paper, cardboard) add up.
+    by_bin: dict[str, float] = {}
+    for i, p in enumerate(row):
+        by_bin[bins[i].name] = by_bin.get(bins[i].name, 0.0) + p
+    bin_probability = by_bin[bins[best].name]
+    uncertain = bin_probability < min_confidence
+    other_bin = None
+    others = [name for name in by_bin if name != bins[best].name]
+    if uncertain and others:
+        other_name = max(others, key=by_bin.__getitem__)
+        # Its note is that of its most likely class (cardboard's note differs from paper's).
+        other_bin = next(bins[i] for i in order if bins[i].name == other_name)
+    return Prediction(
+        path=path,
+        label=classes[best],
+        probability=row[best],
+        top=[(classes[i], row[i]) for i in order[:top_k]],
+        bin=bins[best],
+        bin_probability=bin_probability,
+        uncertain=uncertain,
+        other_bin=other_bin,
+    )
+
+
+def _decoded_batches(
+    photos: Iterable[str | Path], batch: int, workers: int, size: int
+) -> Iterator[list[tuple[Path, Image.Image | str]]]:
+    """Batches of (path, image or reason); the next batch decodes while this one is used."""
+    chunks = _chunks(map(Path, photos), batch)
+    if workers == 0:
+        for chunk in chunks:
+            yield [(p, _load(p, size)) for p in chunk]
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="binsort-decode")
+    try:
+        pending = None
+        for chunk in chunks:
+            submitted = [(p, pool.submit(_load, p, size)) for p in chunk]
+            if pending is not None:
+                yield [(p, future.result()) for p, future in pending]
+            pending = submitted
+        if pending is not None:
+            yield [(p, future.result()) for p, future in pending]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _load(path: Path, size: int) -> Image.Image | str:
+    """The photo with its shorter side at ``size``, or the reason it cannot be read."""
+    from torchvision.transforms import v2
+
+    try:
+        im = open_rgb(path, min_side=size)
+    except BinsortError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    # Shrinking here, in the thread, keeps two batches of 12-megapixel PNGs out of memory. It is
+    # the eval transform's own first step, so the model sees the same pixels as without it.
+    return v2.Resize(size, antialias=True)(im)
+
+
+def as_record(row: Prediction) -> dict[str, Any]:
+    """A JSON-ready dict: path, class, probability, bin, ..., top, error (see docs/predict.md)."""
+    return {
+        "path": row.path,
+        "class": row.label,
+        "probability": _round(row.probability),
+        "bin": row.bin.name if row.bin else None,
+        "bin_note": row.bin.note if row.bin else None,
+        "bin_probability": _round(row.bin_probability),
+        "uncertain": row.uncertain,
+        "other_bin": row.other_bin.name if row.other_bin else None,
+        "other_bin_note": row.other_bin.note if row.other_bin else None,
+        "top": [{"class": c, "probability": _round(p)} for c, p in row.top],
+        "error": row.error,
+    }
+
+
+def csv_header(top_k: int) -> list[str]:
+    """The CSV columns: the record's scalars, top1_class, top1_probability, ..., then error."""
+    tops = [f"top{i}_{key}" for i in range(1, top_k + 1) for key in ("class", "probability")]
+    return [*_SCALAR_KEYS, *tops, "error"]
+
+
+def csv_row(row: Prediction, top_k: int) -> list[Any]:
+    record = as_record(row)
+    cells = [_cell(record[k]) for k in _SCALAR_KEYS]
+    for i in range(top_k):
+        cls, p = row.top[i] if i < len(row.top) else (None, None)
+        cells += [_cell(cls), _cell(_round(p))]
+    return [*cells, _cell(row.error)]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value).lower()  # as in the JSON output
+    return "" if value is None else value
+
+
+def _round(p: float | None) -> float | None:
+    return None if p is None else round(p, 6)
+
+
+# The CSV's leading columns: the JSON record's, in its order (top and error come after).
+_SCALAR_KEYS = [k for k in as_record(Prediction("")) if k not in ("top", "error")]

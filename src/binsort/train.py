@@ -123,9 +123,10 @@ def fit(
     for _, label in train_samples:
         counts[label] += 1
 
-    _quiet_lightning()
     import lightning as L
     import torch
+
+    _quiet_lightning()
 
     from binsort.data.datamodule import BinDataModule
     from binsort.models.factory import load_weights, weights_info
@@ -361,4 +362,6 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*ckpt_path.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")

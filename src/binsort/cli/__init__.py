@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from binsort.cli import resize, train
+from binsort.cli import ensemble, evaluate, predict, resize, train
 
 app = typer.Typer(
     name="binsort",
@@ -20,6 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("resize")(resize.resize)
+app.command("evaluate")(evaluate.evaluate)
+app.command("ensemble")(ensemble.ensemble)
+app.command("predict")(predict.predict)
 train.register(app)
 
 

@@ -1,0 +1,121 @@
+"""``binsort ensemble``: pack checkpoints (or a greedy selection of them) into one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from binsort.cli._common import console, err_console, user_errors
+
+
+def ensemble(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Checkpoints (.ckpt) or ensemble files to combine.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="The ensemble file to write.", show_default=False),
+    ],
+    force: Annotated[bool, typer.Option(help="Replace --output if it exists.")] = False,
+    select: Annotated[
+        Literal["none", "greedy"],
+        typer.Option(
+            help="none: pack every model; greedy: keep the members that raise validation "
+            "accuracy (needs --root or --split)."
+        ),
+    ] = "none",
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validation ImageFolder for --select greedy and --calibrate. With --split: "
+            "the image root to find the split's files in.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            help="Use the validation list a training run recorded (run folder or checkpoint).",
+            show_default=False,
+        ),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Fit each model's temperature on the validation images and store it."),
+    ] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Most greedy steps [default: twice the number of models].", show_default=False
+        ),
+    ] = None,
+    patience: Annotated[
+        int, typer.Option(help="Stop greedy selection after this many steps without gain.")
+    ] = 3,
+    tta: Annotated[
+        Literal["none", "flip", "flip5crop"],
+        typer.Option(help="Test-time augmentation during selection: none|flip|flip5crop."),
+    ] = "none",
+    allow_overlap: Annotated[
+        bool, typer.Option(help="Use validation images a model was trained on anyway.")
+    ] = False,
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes (0 decodes in this process).")
+    ] = 0,
+) -> None:
+    """Combine models into one ensemble file that evaluate (and predict) load like a checkpoint.
+
+    The ensemble's answer is the mean of its members' softmax. With --select greedy, members
+    are added one at a time (repeats allowed, which weights them) while validation accuracy
+    improves, and the best prefix is kept (Caruana et al. 2004). The file loads with
+    torch.load(weights_only=True); it is written to a temporary name and renamed.
+
+    Example: binsort ensemble runs/*/version_0/checkpoints/last.ckpt -o ens.pt
+    --select greedy --split runs/a/version_0
+
+    Exit codes: 0 written; 1 an error stopped the command (output exists, bad checkpoint,
+    class mismatch, no validation images); 2 a bad option.
+    """
+    from rich.table import Table
+
+    from binsort.ensemble import build_ensemble
+    from binsort.reporting import steps_table
+
+    with user_errors():
+        result = build_ensemble(
+            checkpoints,
+            output,
+            force=force,
+            select=select,
+            root=root,
+            split=split,
+            calibrate=calibrate,
+            max_steps=max_steps,
+            patience=patience,
+            tta=tta,
+            allow_overlap=allow_overlap,
+            batch_size=batch,
+            workers=workers,
+        )
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+    if result.selection is not None:
+        console.print(steps_table(result.selection))
+    table = Table(title=f"Members of {output}", title_justify="left")
+    for name in ("member", "architecture", "weight", "temperature"):
+        table.add_column(name)
+    for c in result.members:
+        table.add_row(c.name, c.member.arch, str(c.weight), f"{c.member.temperature:.3f}")
+    console.print(table)
+    if result.skipped:
+        err_console.print(f"[yellow]left out {len(result.skipped)} unusable file(s)[/]")
+    total = sum(c.weight for c in result.members)
+    console.print(
+        f"wrote {output}: {total} member(s), {len(result.members)} distinct", highlight=False
+    )

@@ -1,0 +1,137 @@
+"""``binsort evaluate``: score checkpoints on labelled images; a table, a report and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from binsort.cli._common import console, err_console, user_errors
+
+CHECKPOINTS = typer.Argument(
+    help="Checkpoints (.ckpt) or ensemble files; an ensemble file adds each of its members.",
+    show_default=False,
+)
+
+
+def evaluate(
+    checkpoints: Annotated[list[Path], CHECKPOINTS],
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="ImageFolder to score (one sub-folder per class). With --split: the image "
+            "root to find the split's files in, instead of the recorded one.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score the held-out test list a training run recorded: its run folder "
+            "(split.json) or one of its checkpoints.",
+            show_default=False,
+        ),
+    ] = None,
+    ensemble: Annotated[
+        bool, typer.Option(help="Add a row for the mean of all models' probabilities.")
+    ] = False,
+    average: Annotated[
+        Literal["weighted", "macro"],
+        typer.Option(help="How precision, recall and F1 average classes: weighted|macro."),
+    ] = "weighted",
+    tta: Annotated[
+        Literal["none", "flip", "flip5crop"],
+        typer.Option(help="Test-time augmentation: none|flip|flip5crop."),
+    ] = "none",
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            help="Fit a temperature per model first (on --calibration-root, or the split's "
+            "validation list) and score with it."
+        ),
+    ] = False,
+    calibration_root: Annotated[
+        Path | None,
+        typer.Option(help="ImageFolder to fit temperatures on.", show_default=False),
+    ] = None,
+    report_model: Annotated[
+        int | None,
+        typer.Option(
+            help="Row (#) whose classification report and figures are made "
+            "[default: the ensemble with --ensemble, else row 0].",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for metrics.json and the figures.")
+    ] = Path("evaluation"),
+    allow_overlap: Annotated[
+        bool,
+        typer.Option(help="Score images a model was trained on anyway (with a warning)."),
+    ] = False,
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes (0 decodes in this process).")
+    ] = 0,
+) -> None:
+    """Score models on an ImageFolder (--root) or a run's held-out test list (--split).
+
+    Prints one row per model (accuracy, precision, recall, F1, calibration error, speed;
+    with --ensemble a last row for their mean), then sklearn's classification report.
+    Writes metrics.json, confusion matrices, ROC and precision-recall curves and a grid of
+    sample predictions to --out. Refuses images a model was trained on (same root, path in
+    its training split) unless --allow-overlap.
+
+    Example: binsort evaluate runs/a/version_0/checkpoints/last.ckpt --split runs/a/version_0
+
+    Exit codes: 0 scored; 1 an error stopped the command (bad checkpoint, class mismatch,
+    overlap with training images, missing folder); 2 a bad option.
+    """
+    from binsort.evaluate import evaluate as run_evaluation
+    from binsort.evaluate import write_outputs
+    from binsort.reporting import results_table
+
+    progress = _progress_bar()
+    with user_errors(), progress:
+        task = progress.add_task("scoring", total=None)
+        result = run_evaluation(
+            checkpoints,
+            root=root,
+            split=split,
+            ensemble=ensemble,
+            average=average,
+            tta=tta,
+            calibrate=calibrate,
+            calibration_root=calibration_root,
+            allow_overlap=allow_overlap,
+            report_model=report_model,
+            batch_size=batch,
+            workers=workers,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+        written = write_outputs(result, out)
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+    console.print(results_table(result))
+    console.print(f"\nClassification report: {result.report_scores.name}", highlight=False)
+    console.print(result.report, highlight=False, markup=False)
+    skipped = result.images.skipped
+    if skipped:
+        err_console.print(f"[yellow]left out {len(skipped)} unusable file(s):[/]")
+        for path, reason in skipped[:20]:
+            err_console.print(f"  {path}: {reason}", highlight=False, markup=False)
+    console.print(f"wrote {len(written)} files to {out}", highlight=False)
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )

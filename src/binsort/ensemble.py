@@ -1,0 +1,166 @@
+"""Combine trained models into one ensemble file: the library behind ``binsort ensemble``.
+
+``build_ensemble(["a.ckpt", "b.ckpt"], "ens.pt")`` packs the models as they are;
+``select="greedy"`` with a validation set (``root`` or a run's ``split``) keeps only the
+members that help, by greedy forward selection with replacement (Caruana et al. 2004):
+start empty, repeatedly add the candidate that most improves the accuracy of the mean
+probabilities (ties: lower NLL), and keep the best prefix. A member chosen twice counts twice
+in the mean. ``calibrate`` fits each candidate's temperature on the same validation set first
+and stores it in the file. ``select_greedy`` works on a probability tensor alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from binsort.errors import BinsortError
+from binsort.evaluate import (
+    Candidate,
+    Progress,
+    fit_temperatures,
+    guard_overlap,
+    image_set,
+    load_candidates,
+    read_split,
+    run_models,
+    temperature_warnings,
+)
+from binsort.metrics import accuracy, nll
+from binsort.models.checkpoint import save_ensemble
+
+SELECTIONS = ("none", "greedy")
+
+
+@dataclass
+class Step:
+    member: int  # index of the candidate added
+    name: str
+    accuracy: float  # of the ensemble after this step, on the validation set
+    nll: float
+
+
+@dataclass
+class Selection:
+    steps: list[Step]
+    kept: int  # the best prefix: the first ``kept`` steps form the ensemble
+
+    @property
+    def chosen(self) -> list[int]:
+        """Candidate indices of the kept members, repeats included."""
+        return [s.member for s in self.steps[: self.kept]]
+
+
+def select_greedy(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    max_steps: int | None = None,
+    patience: int = 3,
+    names: list[str] | None = None,
+) -> Selection:
+    """Greedy forward selection with replacement over candidates' probabilities ``[M, N, C]``.
+
+    Stops after ``max_steps`` (default: twice the candidates) or ``patience`` steps without a
+    better ensemble than the best so far; "better" is higher accuracy, then lower NLL.
+    """
+    count = probs.shape[0]
+    if count == 0:
+        raise BinsortError("no candidates to select from")
+    max_steps = 2 * count if max_steps is None else max_steps
+    if max_steps < 1 or patience < 1:
+        raise BinsortError("--max-steps and --patience must be at least 1")
+    names = names or [str(i) for i in range(count)]
+    probs = probs.double()
+    total = torch.zeros_like(probs[0])
+    steps: list[Step] = []
+    best_key: tuple[float, float] | None = None
+    kept = since_best = 0
+    while len(steps) < max_steps and since_best < patience:
+        n = len(steps) + 1
+        keys = []
+        for i in range(count):
+            mean = (total + probs[i]) / n
+            keys.append((accuracy(labels, mean.argmax(1)), -nll(mean, labels)))
+        pick = max(range(count), key=lambda i: keys[i])  # first of equals: stable
+        total += probs[pick]
+        steps.append(Step(pick, names[pick], keys[pick][0], -keys[pick][1]))
+        if best_key is None or keys[pick] > best_key:
+            best_key, kept, since_best = keys[pick], n, 0
+        else:
+            since_best += 1
+    return Selection(steps, kept)
+
+
+@dataclass
+class EnsembleResult:
+    path: Path
+    members: list[Candidate]  # the distinct members written, with their weights
+    candidates: list[Candidate]  # every model given (temperatures as fitted)
+    selection: Selection | None = None
+    images: int = 0  # validation images used (selection, calibration)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_ensemble(
+    checkpoints: list[str | Path],
+    out: str | Path,
+    force: bool = False,
+    select: str = "none",
+    root: str | Path | None = None,
+    split: str | Path | None = None,
+    calibrate: bool = False,
+    max_steps: int | None = None,
+    patience: int = 3,
+    tta: str = "none",
+    allow_overlap: bool = False,
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> EnsembleResult:
+    """Write the given models (or a greedy selection of them) to one ensemble file."""
+    out = Path(out)
+    if select not in SELECTIONS:
+        raise BinsortError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if out.exists() and not force:
+        raise BinsortError(f"{out} exists; pass --force to replace it")
+    if out.is_dir():
+        raise BinsortError(f"{out} is a folder; -o wants a file name such as ensemble.pt")
+    candidates = load_candidates(checkpoints)
+    needs_data = select == "greedy" or calibrate
+    if needs_data and root is None and split is None:
+        raise BinsortError(
+            "--select greedy and --calibrate need validation images: --root DIR or --split RUN_DIR"
+        )
+    result = EnsembleResult(out, candidates, candidates)
+    if needs_data:
+        classes = candidates[0].member.classes
+        recorded = read_split(split) if split is not None else None
+        images = image_set(classes, root, recorded, "val", workers=max(2, workers))
+        result.images, result.skipped = len(images.samples), images.skipped
+        result.warnings = guard_overlap(candidates, images, allow_overlap, "validation")
+        if calibrate:
+            members = [c.member for c in candidates]
+            temps = fit_temperatures(members, images, batch_size, workers)
+            result.warnings += temperature_warnings(candidates, temps)
+            candidates = [
+                replace(c, member=replace(c.member, temperature=t))
+                for c, t in zip(candidates, temps, strict=True)
+            ]
+            result.candidates = result.members = candidates
+        if select == "greedy":
+            members = [c.member for c in candidates]
+            probs = run_models(members, images, tta, batch_size, workers, progress).probs
+            labels = torch.tensor(images.labels)
+            names = [c.name for c in candidates]
+            result.selection = select_greedy(probs, labels, max_steps, patience, names)
+            chosen = result.selection.chosen
+            result.members = [
+                replace(candidates[i], weight=chosen.count(i)) for i in sorted(set(chosen))
+            ]
+    members = [c.member for c in result.members for _ in range(c.weight)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_ensemble(members, out)
+    return result

@@ -1,0 +1,610 @@
+"""Score trained models on labelled images: the library behind ``binsort evaluate``.
+
+``evaluate(["a.ckpt", "b.ckpt"], root="data/test", ensemble=True)`` (or ``split=RUN_DIR`` for
+the held-out test list a training run recorded) loads the models, streams the images through
+them in batches and returns an ``Evaluation``: per model and for the ensemble (the mean of the
+members' softmax, as in the seed) accuracy, precision, recall, F1, calibration error, per-class
+figures and speed. ``write_outputs`` saves ``metrics.json`` and the figures.
+
+The loading, image-list, leakage-guard and calibration helpers here are shared with
+``binsort.ensemble``, which needs the same steps on a validation set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from binsort.data.folder import ImageSet, check_image, scan_folder
+from binsort.data.images import open_rgb
+from binsort.errors import BinsortError
+from binsort.inference import TTA_MODES, probabilities
+from binsort.metrics import (
+    AVERAGES,
+    TEMPERATURE_RANGE,
+    accuracy,
+    averaged,
+    confusion_matrix,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    one_vs_rest,
+    per_class,
+)
+from binsort.models.checkpoint import (
+    ENSEMBLE_FORMAT,
+    LoadedModel,
+    check_same_classes,
+    hyperparameters,
+    load_members,
+    read_checkpoint,
+)
+
+Progress = Callable[[int, int], None]  # (images done, images in all)
+SAMPLE_GRID = 24  # images in samples.png: mistakes first, then correct ones
+
+
+@dataclass
+class Candidate:
+    """One distinct model: a checkpoint, or a distinct member of an ensemble file."""
+
+    member: LoadedModel
+    name: str  # shortest unique tail of its path, for tables
+    weight: int = 1  # times it appears in its ensemble file: repeats weight the mean
+    parameters: int = 0
+
+
+def _same_member(a: LoadedModel, b: LoadedModel) -> bool:
+    if a.arch != b.arch or a.temperature != b.temperature or a.input_size != b.input_size:
+        return False
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def display_names(paths: list[Path]) -> list[str]:
+    """The shortest path tails that tell the paths apart (two runs' ``last.ckpt`` clash)."""
+    names = [p.name for p in paths]
+    depth = 1
+    while len(set(names)) < len(names) and depth < max(len(p.parts) for p in paths):
+        depth += 1
+        names = [Path(*p.parts[-depth:]).as_posix() for p in paths]
+    if len(set(names)) < len(names):  # the same file given twice
+        names = [f"{n} ({i})" for i, n in enumerate(names)]
+    return names
+
+
+def load_candidates(paths: list[str | Path]) -> list[Candidate]:
+    """Load checkpoints and ensemble files; identical members of a file become one weighted."""
+    if not paths:
+        raise BinsortError("give at least one checkpoint or ensemble file")
+    groups: list[list[LoadedModel]] = []
+    for path in paths:
+        mine: list[list[LoadedModel]] = []
+        for member in load_members(path):
+            same = next((g for g in mine if _same_member(g[0], member)), None)
+            if same is None:
+                mine.append([member])
+            else:
+                same.append(member)
+        groups += mine
+    check_same_classes([g[0] for g in groups])
+    names = display_names([g[0].path for g in groups])
+    return [
+        Candidate(g[0], name, len(g), sum(p.numel() for p in g[0].model.parameters()))
+        for g, name in zip(groups, names, strict=True)
+    ]
+
+
+# --- the images to score -------------------------------------------------------------------
+
+
+def read_split(source: str | Path) -> dict[str, Any]:
+    """The split a run recorded: from its folder's split.json, or a checkpoint's hparams."""
+    source = Path(source)
+    if source.is_dir():
+        file = source / "split.json"
+        if not file.is_file():
+            raise BinsortError(f"{source}: no split.json (expected a training run folder)")
+        try:
+            split = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise BinsortError(f"{file}: unreadable split record ({exc})") from None
+    else:
+        data = read_checkpoint(source)
+        if data.get("format") == ENSEMBLE_FORMAT:
+            splits = [m.get("hyper_parameters", {}).get("split") for m in data.get("members", [])]
+            if any(s != splits[0] for s in splits):
+                raise BinsortError(
+                    f"{source}: the ensemble's members record different splits; "
+                    "pass one run folder or checkpoint to --split"
+                )
+            split = splits[0] if splits else None
+        else:
+            split = hyperparameters(data, source).get("split")
+    if not isinstance(split, dict) or not all(k in split for k in ("root", "train", "val")):
+        raise BinsortError(f"{source}: records no train/validation/test split")
+    return split
+
+
+def images_from_paths(
+    root: str | Path, paths: list[str], classes: list[str], workers: int = 4
+) -> ImageSet:
+    """The listed images (``class/...`` relative paths); missing or unreadable ones skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = Path(root)
+    if not root.is_dir():
+        raise BinsortError(f"{root}: no such folder (the split's image root; override: --root)")
+    index = {name: i for i, name in enumerate(classes)}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        reasons = list(pool.map(lambda p: check_image(root / p), paths))
+    samples, skipped = [], []
+    for path, reason in zip(paths, reasons, strict=True):
+        label = index.get(path.split("/", 1)[0])
+        if label is None:
+            skipped.append((path, "its class folder is not among the model's classes"))
+        elif reason is not None:
+            skipped.append((path, reason))
+        else:
+            samples.append((path, label))
+    return ImageSet(root=root, classes=list(classes), samples=samples, skipped=skipped)
+
+
+def image_set(
+    classes: list[str],
+    root: str | Path | None = None,
+    split: dict[str, Any] | None = None,
+    part: str = "test",
+    workers: int = 4,
+) -> ImageSet:
+    """A folder (every image under ``root``) or one part of a recorded split."""
+    if split is not None:
+        paths = list(split.get(part) or [])
+        if not paths:
+            raise BinsortError(
+                f"the recorded split has no {part} images (train with --test-split to hold "
+                "some out, or evaluate a folder with --root)"
+            )
+        images = images_from_paths(root or split["root"], paths, classes, workers)
+    elif root is not None:
+        images = scan_folder(root, check=True, workers=workers, classes=classes)
+    else:
+        raise BinsortError("say which images to use: --root DIR or --split RUN_DIR")
+    if not images.samples:
+        raise BinsortError(f"{images.root}: no readable images of the model's classes")
+    return images
+
+
+@dataclass
+class Overlap:
+    name: str  # the model that trained on the images
+    count: int
+    example: str
+
+
+def training_overlap(candidates: list[Candidate], images: ImageSet) -> list[Overlap]:
+    """Models whose recorded training split contains some of ``images`` (same root only).
+
+    Relative paths alone would flag a different dataset that happens to share file names, so
+    the guard also needs the image root to resolve to the root the split recorded.
+    """
+    here = images.root.resolve()
+    paths = {p for p, _ in images.samples}
+    found = []
+    for c in candidates:
+        split = c.member.split or {}
+        if "root" not in split or Path(split["root"]).resolve() != here:
+            continue
+        common = sorted(paths.intersection(split.get("train", [])))
+        if common:
+            found.append(Overlap(c.name, len(common), common[0]))
+    return found
+
+
+def overlap_message(overlaps: list[Overlap], what: str) -> str:
+    first = overlaps[0]
+    more = f" (and {len(overlaps) - 1} more model(s))" if len(overlaps) > 1 else ""
+    return (
+        f"{first.count} of the {what} images were used to train {first.name}{more}, e.g. "
+        f"{first.example}: its scores would be inflated"
+    )
+
+
+def guard_overlap(
+    candidates: list[Candidate], images: ImageSet, allow: bool, what: str
+) -> list[str]:
+    """Refuse images a model trained on, unless ``allow``: then return the warnings."""
+    overlaps = training_overlap(candidates, images)
+    if overlaps and not allow:
+        raise BinsortError(
+            overlap_message(overlaps, what) + ". Use held-out images (--split RUN_DIR scores "
+            "the run's test list) or pass --allow-overlap to go on anyway"
+        )
+    return [overlap_message([o], what) for o in overlaps]
+
+
+# --- running the models --------------------------------------------------------------------
+
+
+class _Images(torch.utils.data.Dataset):
+    """PIL images of an ImageSet, decoded in DataLoader workers so a large folder streams."""
+
+    def __init__(self, images: ImageSet, min_side: int) -> None:
+        self.root, self.samples, self.min_side = images.root, images.samples, min_side
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        return open_rgb(self.root / self.samples[i][0], min_side=self.min_side)
+
+
+def _as_list(batch: list) -> list:
+    return batch  # PIL images stay a list: each model resizes them to its own input size
+
+
+@dataclass
+class Outputs:
+    probs: torch.Tensor  # [M, N, C]
+    seconds: list[float]  # per member: time in preprocessing and forward passes
+
+
+def run_models(
+    members: list[LoadedModel],
+    images: ImageSet,
+    tta: str = "none",
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> Outputs:
+    """Every member's probabilities on every image, in batches; timed per member."""
+    if tta not in TTA_MODES:
+        raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    if batch_size < 1 or workers < 0:
+        raise BinsortError("--batch must be at least 1 and --workers at least 0")
+    loader = torch.utils.data.DataLoader(
+        _Images(images, min_side=max(m.input_size for m in members)),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_as_list,
+    )
+    chunks: list[list[torch.Tensor]] = [[] for _ in members]
+    seconds = [0.0] * len(members)
+    done = 0
+    for batch in loader:
+        for i, member in enumerate(members):
+            started = time.perf_counter()
+            chunks[i].append(probabilities([member], batch, tta)[0])
+            seconds[i] += time.perf_counter() - started
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(images.samples))
+    return Outputs(torch.stack([torch.cat(c) for c in chunks]), seconds)
+
+
+def fit_temperatures(
+    members: list[LoadedModel], images: ImageSet, batch_size: int = 32, workers: int = 0
+) -> list[float]:
+    """Per member, the temperature that minimises the NLL on ``images`` (no TTA).
+
+    The logits are recovered as log-probabilities at T = 1 (the same up to a per-image
+    constant); a probability that underflowed to 0 is floored at 1e-30, which only matters
+    for logit gaps beyond ~70, where any sensible temperature leaves it near 0 anyway.
+    """
+    plain = [replace(m, temperature=1.0) for m in members]
+    out = run_models(plain, images, "none", batch_size, workers)
+    labels = torch.tensor(images.labels)
+    return [fit_temperature(p.clamp(min=1e-30).log(), labels) for p in out.probs]
+
+
+def temperature_warnings(candidates: list[Candidate], temperatures: list[float]) -> list[str]:
+    """A fit that stopped at the search limit says the calibration set could not pin T down."""
+    low, high = TEMPERATURE_RANGE
+    return [
+        f"the temperature of {c.name} stopped at the search limit ({t:.3g}): the calibration "
+        "images are too few, or the model makes no mistakes on them"
+        for c, t in zip(candidates, temperatures, strict=True)
+        if not low * 1.01 < t < high * 0.99
+    ]
+
+
+# --- scores --------------------------------------------------------------------------------
+
+
+@dataclass
+class Scores:
+    """Every figure of one model (or the ensemble) on the evaluated images."""
+
+    name: str
+    arch: str
+    parameters: int
+    accuracy: float
+    precision: dict[str, float]  # by average: weighted, macro
+    recall: dict[str, float]
+    f1: dict[str, float]
+    ece: float
+    nll: float
+    images_per_second: float
+    per_class: dict[str, dict[str, float]]
+    confusion_matrix: list[list[int]]
+    roc_auc: dict[str, float | None]
+    average_precision: dict[str, float | None]
+    temperature: float | None = None  # None: the ensemble row (members have their own)
+    ece_before: float | None = None  # before calibration, when --calibrate
+    weight: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def score(
+    name: str,
+    arch: str,
+    parameters: int,
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    seconds: float,
+) -> Scores:
+    preds = probs.argmax(1)
+    cm = confusion_matrix(labels, preds, len(classes))
+    by_avg = {a: averaged(cm, a) for a in AVERAGES}
+    rows = per_class(cm)
+    curves = one_vs_rest(probs, labels)
+    return Scores(
+        name=name,
+        arch=arch,
+        parameters=parameters,
+        accuracy=accuracy(labels, preds),
+        precision={a: v["precision"] for a, v in by_avg.items()},
+        recall={a: v["recall"] for a, v in by_avg.items()},
+        f1={a: v["f1"] for a, v in by_avg.items()},
+        ece=expected_calibration_error(probs, labels),
+        nll=nll(probs, labels),
+        images_per_second=len(labels) / max(seconds, 1e-9),
+        per_class={
+            c: {
+                "precision": float(rows["precision"][i]),
+                "recall": float(rows["recall"][i]),
+                "f1": float(rows["f1"][i]),
+                "support": int(rows["support"][i]),
+            }
+            for i, c in enumerate(classes)
+        },
+        confusion_matrix=cm.tolist(),
+        roc_auc=dict(zip(classes, curves["roc_auc"], strict=True)),
+        average_precision=dict(zip(classes, curves["average_precision"], strict=True)),
+    )
+
+
+def weighted_mean(probs: torch.Tensor, weights: list[int]) -> torch.Tensor:
+    """[M, N, C] -> [N, C]: the members' mean, each counted ``weight`` times."""
+    w = torch.tensor(weights, dtype=probs.dtype).view(-1, 1, 1)
+    return (probs * w).sum(0) / w.sum()
+
+
+def classification_text(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> str:
+    """sklearn's classification_report (4 digits) over the classes seen or predicted."""
+    from sklearn.metrics import classification_report
+
+    preds = probs.argmax(1)
+    present = sorted(set(labels.tolist()) | set(preds.tolist()))
+    return classification_report(
+        labels.numpy(),
+        preds.numpy(),
+        labels=present,
+        target_names=[classes[i] for i in present],
+        digits=4,
+        zero_division=0,
+    )
+
+
+@dataclass
+class Evaluation:
+    classes: list[str]
+    images: ImageSet  # what was scored (root, relative paths, labels, skipped files)
+    source: str  # "folder" or "split test list"
+    average: str
+    tta: str
+    calibrated: bool
+    rows: list[Scores]
+    ensemble: Scores | None
+    report_index: int | None  # the model behind report/figures; None: the ensemble
+    report: str  # sklearn classification_report of that model
+    report_probs: torch.Tensor  # [N, C], for curves and the sample grid
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def report_scores(self) -> Scores:
+        if self.report_index is None:
+            assert self.ensemble is not None
+            return self.ensemble
+        return self.rows[self.report_index]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": str(self.images.root),
+            "source": self.source,
+            "images": len(self.images.samples),
+            "classes": self.classes,
+            "average": self.average,
+            "tta": self.tta,
+            "calibrated": self.calibrated,
+            "report_model": self.report_scores.name,
+            "models": [r.to_json() for r in self.rows],
+            "ensemble": self.ensemble.to_json() if self.ensemble else None,
+            "skipped": [{"path": p, "reason": r} for p, r in self.images.skipped],
+            "warnings": self.warnings,
+        }
+
+
+def evaluate(
+    checkpoints: list[str | Path],
+    root: str | Path | None = None,
+    split: str | Path | None = None,
+    ensemble: bool = False,
+    average: str = "weighted",
+    tta: str = "none",
+    calibrate: bool = False,
+    calibration_root: str | Path | None = None,
+    allow_overlap: bool = False,
+    report_model: int | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Score each model (and with ``ensemble``, their mean) on a folder or a recorded split.
+
+    ``root`` is an ImageFolder; ``split`` a run folder or checkpoint whose recorded test list
+    is scored (``root`` then overrides the split's image root). ``calibrate`` fits a
+    temperature per model on ``calibration_root`` (or the split's validation list) first.
+    """
+    if average not in AVERAGES:
+        raise BinsortError(f"--average must be one of {', '.join(AVERAGES)}, got {average!r}")
+    if tta not in TTA_MODES:
+        raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    candidates = load_candidates(checkpoints)
+    classes = candidates[0].member.classes
+    count = len(candidates)
+    if report_model is not None and not 0 <= report_model < count:
+        raise BinsortError(f"--report-model must be a row index from 0 to {count - 1}")
+    recorded = read_split(split) if split is not None else None
+    images = image_set(classes, root, recorded, "test", workers=max(2, workers))
+    warnings = guard_overlap(candidates, images, allow_overlap, "evaluated")
+
+    members = [c.member for c in candidates]
+    if calibrate:
+        if calibration_root is None and recorded is None:
+            raise BinsortError("--calibrate needs --calibration-root DIR or --split RUN_DIR")
+        calib_root = calibration_root or root
+        part = recorded if calibration_root is None else None
+        calib = image_set(classes, calib_root, part, "val", workers=max(2, workers))
+        warnings += guard_overlap(candidates, calib, allow_overlap, "calibration")
+        warnings += _check_disjoint(calib, images, allow_overlap)
+        temps = fit_temperatures(members, calib, batch_size, workers)
+        warnings += temperature_warnings(candidates, temps)
+        # The uncalibrated copies run too, for the "ECE before" column.
+        members = [replace(m, temperature=t) for m, t in zip(members, temps, strict=True)]
+        members += [c.member for c in candidates]
+
+    out = run_models(members, images, tta, batch_size, workers, progress)
+    labels = torch.tensor(images.labels)
+    rows = []
+    for i, c in enumerate(candidates):
+        s = score(
+            c.name, c.member.arch, c.parameters, out.probs[i], labels, classes, out.seconds[i]
+        )
+        s.temperature, s.weight = members[i].temperature, c.weight
+        if calibrate:
+            s.ece_before = expected_calibration_error(out.probs[count + i], labels)
+        rows.append(s)
+    ens = None
+    weights = [c.weight for c in candidates]
+    if ensemble:
+        ens = score(
+            "ensemble",
+            f"{sum(weights)} members",
+            sum(c.parameters for c in candidates),
+            weighted_mean(out.probs[:count], weights),
+            labels,
+            classes,
+            sum(out.seconds[:count]),
+        )
+        if calibrate:
+            before = weighted_mean(out.probs[count:], weights)
+            ens.ece_before = expected_calibration_error(before, labels)
+    if report_model is None and not ensemble:
+        report_model = 0
+    if report_model is None:
+        report_probs = weighted_mean(out.probs[:count], weights)
+    else:
+        report_probs = out.probs[report_model]
+    return Evaluation(
+        classes=classes,
+        images=images,
+        source="split test list" if recorded is not None else "folder",
+        average=average,
+        tta=tta,
+        calibrated=calibrate,
+        rows=rows,
+        ensemble=ens,
+        report_index=report_model,
+        report=classification_text(report_probs, labels, classes),
+        report_probs=report_probs,
+        warnings=warnings,
+    )
+
+
+def _check_disjoint(calib: ImageSet, images: ImageSet, allow: bool) -> list[str]:
+    """Calibrating on the evaluated images would make the calibration look better than it is."""
+    if calib.root.resolve() != images.root.resolve():
+        return []
+    common = sorted({p for p, _ in calib.samples} & {p for p, _ in images.samples})
+    if not common:
+        return []
+    message = (
+        f"{len(common)} calibration image(s) are also evaluated, e.g. {common[0]}: "
+        "the calibration error after fitting would be optimistic"
+    )
+    if not allow:
+        raise BinsortError(message + "; use a separate --calibration-root or --allow-overlap")
+    return [message]
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _sample_indices(labels: torch.Tensor, preds: torch.Tensor, count: int) -> list[int]:
+    """Up to ``count`` images, half or more of them mistakes when there are that many."""
+    wrong = (labels != preds).nonzero().flatten().tolist()
+    right = (labels == preds).nonzero().flatten().tolist()
+    take_wrong = wrong[: max(count // 2, count - len(right))]
+    take_right = right[: count - len(take_wrong)]
+    return sorted(take_wrong + take_right)
+
+
+def write_outputs(result: Evaluation, out: str | Path) -> list[Path]:
+    """metrics.json, confusion matrices, ROC and precision-recall curves, a sample grid."""
+    from binsort import reporting
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metrics = out / "metrics.json"
+    tmp = metrics.with_name(metrics.name + ".tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False))
+    os.replace(tmp, metrics)
+    written.append(metrics)
+
+    scores = result.report_scores
+    labels = torch.tensor(result.images.labels)
+    preds = result.report_probs.argmax(1)
+    cm = torch.tensor(scores.confusion_matrix)
+    title = f"{scores.name}: {len(labels)} images"
+    picks = _sample_indices(labels, preds, SAMPLE_GRID)
+    root, samples = result.images.root, result.images.samples
+    shown = [
+        (open_rgb(root / samples[i][0], min_side=96), int(labels[i]), int(preds[i])) for i in picks
+    ]
+    figures = {
+        "confusion_matrix.png": reporting.confusion_figure(cm, result.classes, False, title),
+        "confusion_matrix_normalized.png": reporting.confusion_figure(
+            cm, result.classes, True, title
+        ),
+        "roc.png": reporting.roc_figure(result.report_probs, labels, result.classes, title),
+        "precision_recall.png": reporting.pr_figure(
+            result.report_probs, labels, result.classes, title
+        ),
+        "samples.png": reporting.samples_figure(shown, result.classes, title),
+    }
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110, bbox_inches="tight")
+        written.append(out / name)
+    return written

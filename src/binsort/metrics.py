@@ -1,0 +1,146 @@
+"""Classification metrics as pure functions on tensors: what ``evaluate`` and ``ensemble`` report.
+
+Everything takes class probabilities ``[N, C]`` (or predictions) and integer labels ``[N]`` and
+returns numbers; nothing reads files or prints. Averages follow scikit-learn's conventions
+(``zero_division=0``; ``macro`` averages over the classes that occur in the labels or the
+predictions, ``weighted`` weighs each class by its support), so the figures match
+``sklearn.metrics.classification_report`` printed next to them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+AVERAGES = ("weighted", "macro")
+ECE_BINS = 15  # Guo et al. 2017, the usual choice; enough bins to see over-confidence
+# Temperatures searched. A model that makes no mistake on the calibration set drives the NLL
+# optimum to T -> 0; the bound keeps that finite, and a fit at a bound is worth a warning.
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[C, C]`` counts: row = true class, column = predicted class (sklearn's layout)."""
+    index = labels.long() * num_classes + preds.long()
+    return torch.bincount(index, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
+
+
+def accuracy(labels: torch.Tensor, preds: torch.Tensor) -> float:
+    return float((labels == preds).float().mean()) if len(labels) else float("nan")
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    # 0/0 is 0, like sklearn's zero_division=0: a class never predicted has precision 0.
+    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+
+
+def per_class(cm: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-class precision, recall, F1 and support from a confusion matrix."""
+    cm = cm.double()
+    tp = cm.diagonal()
+    precision = _safe_div(tp, cm.sum(0))
+    recall = _safe_div(tp, cm.sum(1))
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": cm.sum(1)}
+
+
+def averaged(cm: torch.Tensor, average: str = "weighted") -> dict[str, float]:
+    """Precision, recall and F1 averaged over classes, as ``precision_recall_fscore_support``."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+    scores = per_class(cm)
+    # Macro: classes absent from both the labels and the predictions are not averaged (sklearn).
+    present = ((cm.sum(0) + cm.sum(1)) > 0).double()
+    weights = scores["support"] if average == "weighted" else present
+    total = float(weights.sum())
+    return {
+        key: float((scores[key] * weights).sum() / total) if total else 0.0
+        for key in ("precision", "recall", "f1")
+    }
+
+
+def expected_calibration_error(
+    probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS
+) -> float:
+    """ECE: the support-weighted gap between confidence and accuracy in equal-width bins.
+
+    Confidence is the top probability; bin ``b`` holds confidences in ``(b/bins, (b+1)/bins]``.
+    """
+    confidence, preds = probs.max(1)
+    correct = (preds == labels).double()
+    confidence = confidence.double()
+    # ceil(c * bins) - 1 puts c in the bin whose upper edge is the first one >= c.
+    index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
+    # sum_b |B|/N * |mean conf(B) - acc(B)| = sum_b |sum conf(B) - sum correct(B)| / N
+    conf_sum = torch.bincount(index, weights=confidence, minlength=bins)
+    correct_sum = torch.bincount(index, weights=correct, minlength=bins)
+    return float((conf_sum - correct_sum).abs().sum() / max(len(labels), 1))
+
+
+def nll(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean negative log-likelihood of the true class (probabilities floored at 1e-12)."""
+    picked = probs.double().gather(1, labels.long().view(-1, 1)).squeeze(1)
+    return float(-picked.clamp(min=1e-12).log().mean()) + 0.0  # + 0.0: no "-0.0" in JSON
+
+
+def _golden_min(f: Callable[[float], float], lo: float, hi: float, steps: int = 80) -> float:
+    """Minimum of a unimodal ``f`` on ``[lo, hi]`` by golden-section search."""
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = f(d)
+    return (a + b) / 2
+
+
+def fit_temperature(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    low: float = TEMPERATURE_RANGE[0],
+    high: float = TEMPERATURE_RANGE[1],
+) -> float:
+    """The temperature T that minimises the NLL of ``softmax(logits / T)`` (Guo et al. 2017).
+
+    ``logits`` may be log-probabilities: they differ from logits by a per-row constant, which
+    the softmax ignores. The NLL is convex in 1/T, hence unimodal in log T, so a golden-section
+    search on log T finds the minimum with no learning rate or divergence to worry about.
+    """
+    logits = logits.double()
+    labels = labels.long()
+
+    def loss(log_t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits / math.exp(log_t), labels))
+
+    return math.exp(_golden_min(loss, math.log(low), math.log(high)))
+
+
+def one_vs_rest(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float | None]]:
+    """Per-class ROC AUC and average precision, one class against the rest.
+
+    A class with no positive (or no negative) image has no ROC curve: its AUC is ``None``
+    (JSON null), and so is its average precision when it has no positive.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = labels.numpy()
+    p = probs.double().numpy()
+    auc: list[float | None] = []
+    ap: list[float | None] = []
+    for c in range(p.shape[1]):
+        positive = y == c
+        has_pos, has_neg = bool(positive.any()), bool((~positive).any())
+        auc.append(float(roc_auc_score(positive, p[:, c])) if has_pos and has_neg else None)
+        ap.append(float(average_precision_score(positive, p[:, c])) if has_pos else None)
+    return {"roc_auc": auc, "average_precision": ap}

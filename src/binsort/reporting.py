@@ -1,0 +1,180 @@
+"""Tables and figures for ``evaluate`` and ``ensemble``: built and returned, never printed.
+
+Rich tables are printed by the CLI; matplotlib figures are saved by ``evaluate.write_outputs``.
+Figures are plain ``matplotlib.figure.Figure`` objects on an Agg canvas (no pyplot), so they
+work without a display, keep no global state, and matplotlib is imported only when drawing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from binsort.ensemble import Selection
+    from binsort.evaluate import Evaluation, Scores
+
+MISTAKE = "#d62728"  # matplotlib's red: mistakes in the sample grid
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def results_table(result: Evaluation) -> Table:
+    """One row per model (and the ensemble last): the seed's table plus calibration and speed."""
+    avg = result.average
+    title = (
+        f"{len(result.images.samples)} images ({result.source}: {result.images.root}); "
+        f"precision/recall/F1 {avg} average; TTA {result.tta}; scores in %"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("model")
+    table.add_column("architecture")
+    table.add_column("parameters", justify="right")
+    for name in ("accuracy", "precision", "recall", "F1"):
+        table.add_column(name, justify="right")
+    if result.calibrated:
+        table.add_column("T", justify="right")
+        table.add_column("ECE before", justify="right")
+    table.add_column("ECE", justify="right")
+    table.add_column("images/s", justify="right")
+
+    def row(index: str, s: Scores) -> list[str]:
+        arch = s.arch + (f" (x{s.weight})" if s.weight > 1 else "")
+        cells = [index, s.name, arch, f"{s.parameters:,}", _pct(s.accuracy)]
+        cells += [_pct(s.precision[avg]), _pct(s.recall[avg]), _pct(s.f1[avg])]
+        if result.calibrated:
+            temp = "-" if s.temperature is None else f"{s.temperature:.3f}"
+            cells += [temp, _pct(s.ece_before)]
+        return cells + [_pct(s.ece), f"{s.images_per_second:.1f}"]
+
+    for i, s in enumerate(result.rows):
+        table.add_row(*row(str(i), s))
+    if result.ensemble is not None:
+        table.add_section()
+        table.add_row(*row("", result.ensemble), style="bold")
+    return table
+
+
+def steps_table(selection: Selection) -> Table:
+    """Greedy ensemble selection, one row per step; the kept steps are marked."""
+    table = Table(title="Greedy selection (validation set)", title_justify="left")
+    table.add_column("step", justify="right")
+    table.add_column("added")
+    table.add_column("accuracy %", justify="right")
+    table.add_column("NLL", justify="right")
+    table.add_column("kept")
+    for i, step in enumerate(selection.steps):
+        kept = "yes" if i < selection.kept else ""
+        table.add_row(str(i + 1), step.name, _pct(step.accuracy), f"{step.nll:.4f}", kept)
+    return table
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def confusion_figure(cm: torch.Tensor, classes: list[str], normalize: bool, title: str) -> Figure:
+    """The confusion matrix (rows: true class), as counts or as row fractions (recall)."""
+    values = cm.double()
+    if normalize:
+        values = values / values.sum(1, keepdim=True).clamp(min=1)
+    size = 2.0 + 0.6 * len(classes)
+    figure = _figure(size + 1.0, size)
+    ax = figure.add_subplot()
+    image = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    top = float(values.max()) if values.numel() else 0.0
+    for (r, c), v in zip(
+        [(r, c) for r in range(len(classes)) for c in range(len(classes))],
+        values.flatten().tolist(),
+        strict=True,
+    ):
+        text = f"{v:.2f}" if normalize else f"{int(v)}"
+        colour = "white" if top and v > top / 2 else "black"
+        ax.text(c, r, text, ha="center", va="center", color=colour, fontsize=8)
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title + (" (row-normalised)" if normalize else ""))
+    return figure
+
+
+def _curves(
+    probs: torch.Tensor, labels: torch.Tensor, classes: list[str], title: str, kind: str
+) -> Figure:
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+    figure = _figure(6.5, 5.5)
+    ax = figure.add_subplot()
+    y, p = labels.numpy(), probs.double().numpy()
+    for c, name in enumerate(classes):
+        positive = y == c
+        if not positive.any() or (kind == "roc" and positive.all()):
+            continue  # no curve without positives (and, for ROC, negatives)
+        if kind == "roc":
+            fpr, tpr, _ = roc_curve(positive, p[:, c])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        else:
+            precision, recall, _ = precision_recall_curve(positive, p[:, c])
+            ap = average_precision_score(positive, p[:, c])
+            ax.step(recall, precision, where="post", label=f"{name} (AP {ap:.3f})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"ROC, one class vs rest: {title}")
+    else:
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"Precision-recall, one class vs rest: {title}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8)
+    return figure
+
+
+def roc_figure(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], title: str) -> Figure:
+    return _curves(probs, labels, classes, title, "roc")
+
+
+def pr_figure(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], title: str) -> Figure:
+    return _curves(probs, labels, classes, title, "pr")
+
+
+def samples_figure(
+    shown: list[tuple[Image.Image, int, int]], classes: list[str], title: str
+) -> Figure:
+    """A grid of (image, true, predicted): mistakes titled and framed in red."""
+    cols = min(6, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / cols))
+    figure = _figure(2.0 * cols, 2.3 * rows + 0.4)
+    figure.suptitle(f"{title}: true / predicted (mistakes in red)")
+    for i, (image, true, pred) in enumerate(shown):
+        ax = figure.add_subplot(rows, cols, i + 1)
+        ax.imshow(image)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        wrong = true != pred
+        colour = MISTAKE if wrong else "black"
+        ax.set_title(f"{classes[true]}\n→ {classes[pred]}", color=colour, fontsize=8)
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour if wrong else "lightgrey")
+            spine.set_linewidth(3 if wrong else 1)
+    return figure

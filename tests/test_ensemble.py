@@ -1,0 +1,136 @@
+"""``binsort ensemble`` and ``binsort.ensemble``: greedy selection, packing, safe files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from binsort.cli import app
+from binsort.data.images import open_rgb
+from binsort.ensemble import build_ensemble, select_greedy
+from binsort.errors import BinsortError
+from binsort.inference import probabilities
+from binsort.models.checkpoint import load_members
+from conftest import make_image_folder
+
+runner = CliRunner()
+
+
+def one_hot_probs(preds: list[int], classes: int = 3, confidence: float = 0.8) -> torch.Tensor:
+    rest = (1 - confidence) / (classes - 1)
+    probs = torch.full((len(preds), classes), rest)
+    probs[torch.arange(len(preds)), torch.tensor(preds)] = confidence
+    return probs
+
+
+def test_greedy_picks_the_good_member_and_keeps_the_best_prefix() -> None:
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    probs = torch.stack(
+        [
+            one_hot_probs([1, 2, 0, 1, 2, 0]),  # always wrong
+            one_hot_probs([0, 1, 2, 0, 1, 0]),  # 5 of 6 right: the one to pick
+            one_hot_probs([0, 0, 0, 0, 0, 0]),  # 2 of 6
+        ]
+    )
+    selection = select_greedy(probs, labels, names=["bad", "good", "zeros"])
+    assert selection.steps[0].member == 1
+    assert selection.steps[0].name == "good"
+    assert selection.steps[0].accuracy == pytest.approx(5 / 6)
+    # Adding the others never beats "good" alone; repeating it ties on accuracy and NLL.
+    assert set(selection.chosen) == {1}
+    assert len(selection.steps) <= 6  # at most twice the candidates
+
+
+def test_greedy_breaks_ties_by_lower_nll() -> None:
+    labels = torch.tensor([0, 1, 2])
+    sure = one_hot_probs([0, 1, 2], confidence=0.9)
+    unsure = one_hot_probs([0, 1, 2], confidence=0.5)
+    selection = select_greedy(torch.stack([unsure, sure]), labels)
+    assert selection.steps[0].member == 1
+
+
+def test_greedy_combines_complementary_members() -> None:
+    # Each member is wrong on a different image; their mean is right on all of them.
+    labels = torch.tensor([0, 1, 2])
+    a = torch.tensor([[0.6, 0.4, 0.0], [0.0, 0.6, 0.4], [0.0, 0.55, 0.45]])
+    b = torch.tensor([[0.45, 0.55, 0.0], [0.0, 0.6, 0.4], [0.0, 0.4, 0.6]])
+    selection = select_greedy(torch.stack([a, b]), labels, patience=2)
+    assert sorted(set(selection.chosen)) == [0, 1]
+    assert selection.steps[selection.kept - 1].accuracy == pytest.approx(1.0)
+
+
+def test_greedy_respects_max_steps_and_rejects_bad_limits() -> None:
+    labels = torch.tensor([0, 1])
+    probs = torch.stack([one_hot_probs([0, 1], 2), one_hot_probs([1, 0], 2)])
+    assert len(select_greedy(probs, labels, max_steps=1).steps) == 1
+    with pytest.raises(BinsortError):
+        select_greedy(probs, labels, max_steps=0)
+
+
+def test_pack_round_trips_and_loads_weights_only(trained_runs: list, tmp_path: Path) -> None:
+    ckpts = [str(r.last_checkpoint) for r in trained_runs]
+    out = tmp_path / "ens.pt"
+    result = runner.invoke(app, ["ensemble", *ckpts, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 member(s), 2 distinct" in result.output
+    data = torch.load(out, weights_only=True)
+    assert data["format"] == "binsort-ensemble" and len(data["members"]) == 2
+    members = load_members(out)
+    originals = [load_members(c)[0] for c in ckpts]
+    split = originals[0].split  # any images will do: take the run's test files
+    images = [open_rgb(Path(split["root"]) / p) for p in split["test"][:4]]
+    assert torch.equal(probabilities(members, images), probabilities(originals, images))
+
+
+def test_refuses_to_overwrite_without_force(trained_runs: list, tmp_path: Path) -> None:
+    ckpt = str(trained_runs[0].last_checkpoint)
+    out = tmp_path / "ens.pt"
+    out.write_text("precious")
+    result = runner.invoke(app, ["ensemble", ckpt, "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "--force" in result.output and "Traceback" not in result.output
+    assert out.read_text() == "precious"
+    result = runner.invoke(app, ["ensemble", ckpt, "-o", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert len(load_members(out)) == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_greedy_cli_with_calibration(trained_runs: list, tmp_path: Path) -> None:
+    ckpts = [str(r.last_checkpoint) for r in trained_runs]
+    val = make_image_folder(tmp_path / "val", per_class=3, size=(36, 36), seed=5)
+    out = tmp_path / "greedy.pt"
+    args = ["ensemble", *ckpts, "-o", str(out), "--select", "greedy", "--calibrate"]
+    result = runner.invoke(app, [*args, "--root", str(val)])
+    assert result.exit_code == 0, result.output
+    assert "Greedy selection" in result.output
+    members = load_members(out)
+    assert 1 <= len(members) <= 4
+    assert all(m.temperature != 1.0 for m in members)
+
+
+def test_greedy_on_a_run_split_guards_against_training_images(
+    trained_runs: list, tmp_path: Path
+) -> None:
+    # Run 2 (another seed, another split of the same folder) trained on run 1's val images.
+    ckpts = [str(r.last_checkpoint) for r in trained_runs]
+    split1 = load_members(ckpts[0])[0].split
+    split2 = load_members(ckpts[1])[0].split
+    assert set(split1["val"]) & set(split2["train"])
+    args = ["ensemble", *ckpts, "-o", str(tmp_path / "e.pt"), "--select", "greedy"]
+    args += ["--split", str(trained_runs[0].run_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "were used to train" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, [*args, "--allow-overlap"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in result.output
+
+
+def test_greedy_needs_validation_images(trained_runs: list, tmp_path: Path) -> None:
+    with pytest.raises(BinsortError, match="validation images"):
+        build_ensemble([trained_runs[0].last_checkpoint], tmp_path / "e.pt", select="greedy")
+    assert not (tmp_path / "e.pt").exists()

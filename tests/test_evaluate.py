@@ -1,0 +1,208 @@
+"""``binsort evaluate`` and ``binsort.evaluate`` on the tiny trained runs of conftest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from binsort.cli import app
+from binsort.errors import BinsortError
+from binsort.evaluate import display_names, evaluate, write_outputs
+from binsort.models.checkpoint import load_members, save_ensemble
+from conftest import make_image_folder
+
+runner = CliRunner()
+FIGURES = (
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+    "roc.png",
+    "precision_recall.png",
+    "samples.png",
+)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder no run trained on (another root, so the leakage guard stays quiet)."""
+    return make_image_folder(
+        tmp_path_factory.mktemp("held_out") / "images", per_class=3, size=(36, 36), seed=7
+    )
+
+
+def run_evaluate(*args: object):
+    return runner.invoke(app, ["evaluate", *map(str, args)])
+
+
+def test_root_writes_table_report_json_and_figures(
+    trained_runs: list, held_out: Path, tmp_path: Path
+) -> None:
+    ckpts = [r.last_checkpoint for r in trained_runs]
+    out = tmp_path / "eval"
+    result = run_evaluate(*ckpts, "--root", held_out, "--ensemble", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "weighted average" in result.output
+    assert "ensemble" in result.output and "Classification report: ensemble" in result.output
+    assert "weighted avg" in result.output and "macro avg" in result.output
+    # Two runs' last.ckpt: the names show enough of the path to tell them apart.
+    assert "seed1/" in result.output and "seed2/" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 9 and metrics["classes"] == ["glass", "metal", "paper"]
+    assert len(metrics["models"]) == 2 and metrics["report_model"] == "ensemble"
+    for entry in [*metrics["models"], metrics["ensemble"]]:
+        assert set(entry["precision"]) == {"weighted", "macro"}
+        assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["ece"] <= 1
+        assert sum(map(sum, entry["confusion_matrix"])) == 9
+        assert set(entry["per_class"]["glass"]) == {"precision", "recall", "f1", "support"}
+        assert set(entry["roc_auc"]) == {"glass", "metal", "paper"}
+        assert entry["images_per_second"] > 0
+    assert metrics["models"][0]["parameters"] > 1_000_000
+    for name in FIGURES:
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_split_scores_the_recorded_test_list(trained_runs: list, tmp_path: Path) -> None:
+    run = trained_runs[0]
+    result = run_evaluate(
+        run.best_checkpoint, "--split", run.run_dir, "--out", tmp_path, "--average", "macro"
+    )
+    assert result.exit_code == 0, result.output
+    assert "macro average" in result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["source"] == "split test list"
+    assert metrics["images"] == run.test_size
+    # A checkpoint works as --split too.
+    result = run_evaluate(run.best_checkpoint, "--split", run.best_checkpoint, "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+
+
+def test_ensemble_of_identical_members_equals_the_member(
+    trained_runs: list, held_out: Path
+) -> None:
+    ckpt = trained_runs[0].last_checkpoint
+    result = evaluate([ckpt, ckpt], root=held_out, ensemble=True)
+    one, ens = result.rows[0], result.ensemble
+    assert ens is not None
+    for key in ("accuracy", "ece", "nll"):
+        assert getattr(ens, key) == pytest.approx(getattr(one, key))
+    for key in ("precision", "recall", "f1"):
+        assert getattr(ens, key) == pytest.approx(getattr(one, key))
+    assert ens.confusion_matrix == one.confusion_matrix
+
+
+def test_ensemble_file_members_are_weighted(
+    trained_runs: list, held_out: Path, tmp_path: Path
+) -> None:
+    a, b = (load_members(r.last_checkpoint)[0] for r in trained_runs)
+    save_ensemble([a, a, b], tmp_path / "ens.pt")
+    result = evaluate([tmp_path / "ens.pt"], root=held_out, ensemble=True)
+    assert [r.weight for r in result.rows] == [2, 1]  # the repeat is run once, counted twice
+    assert result.ensemble is not None and result.ensemble.arch == "3 members"
+
+
+def test_tta_flip_and_report_model(trained_runs: list, held_out: Path, tmp_path: Path) -> None:
+    ckpts = [r.last_checkpoint for r in trained_runs]
+    args = ["--root", held_out, "--tta", "flip", "--report-model", 1, "-o", tmp_path]
+    result = run_evaluate(*ckpts, *args)
+    assert result.exit_code == 0, result.output
+    assert "TTA flip" in result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["tta"] == "flip"
+    result = run_evaluate(*ckpts, "--root", held_out, "--report-model", 5, "-o", tmp_path)
+    assert result.exit_code == 1 and "--report-model" in result.output
+
+
+def test_calibrate_on_the_split_validation_list(trained_runs: list, tmp_path: Path) -> None:
+    run = trained_runs[0]
+    args = ["--split", run.run_dir, "--calibrate", "--ensemble", "-o", tmp_path]
+    result = run_evaluate(run.last_checkpoint, *args)
+    assert result.exit_code == 0, result.output
+    assert "ECE before" in result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    model = metrics["models"][0]
+    assert metrics["calibrated"] and model["temperature"] != 1.0
+    assert model["ece_before"] is not None and metrics["ensemble"]["ece_before"] is not None
+
+
+def test_calibrate_needs_images(trained_runs: list, held_out: Path) -> None:
+    with pytest.raises(BinsortError, match="--calibration-root"):
+        evaluate([trained_runs[0].last_checkpoint], root=held_out, calibrate=True)
+    # Calibrating on the evaluated images themselves is refused.
+    with pytest.raises(BinsortError, match="calibration image"):
+        evaluate(
+            [trained_runs[0].last_checkpoint],
+            root=held_out,
+            calibrate=True,
+            calibration_root=held_out,
+        )
+
+
+def test_leakage_guard(trained_runs: list, tmp_path: Path) -> None:
+    run = trained_runs[0]
+    root = load_members(run.last_checkpoint)[0].split["root"]
+    result = run_evaluate(run.last_checkpoint, "--root", root, "-o", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "were used to train" in result.output and "e.g." in result.output
+    assert "Traceback" not in result.output
+    result = run_evaluate(run.last_checkpoint, "--root", root, "--allow-overlap", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["warnings"]
+
+
+def test_different_class_lists_are_refused(
+    trained_runs: list, held_out: Path, tmp_path: Path
+) -> None:
+    member = load_members(trained_runs[0].last_checkpoint)[0]
+    other = replace(member, classes=["a", "b", "c"], hparams={**member.hparams})
+    other.hparams["classes"] = ["a", "b", "c"]
+    save_ensemble([other], tmp_path / "other.pt")
+    result = run_evaluate(member.path, tmp_path / "other.pt", "--root", held_out, "-o", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "different class lists" in result.output and "Traceback" not in result.output
+
+
+def test_not_a_checkpoint_is_refused(held_out: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "model.ckpt"
+    bogus.write_text("not a checkpoint")
+    result = run_evaluate(bogus, "--root", held_out, "-o", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "model.ckpt" in result.output and "Traceback" not in result.output
+
+
+def test_folder_problems(trained_runs: list, tmp_path: Path) -> None:
+    ckpt = trained_runs[0].last_checkpoint
+    root = make_image_folder(tmp_path / "imgs", classes=("glass", "metal", "wood"), per_class=2)
+    result = run_evaluate(ckpt, "--root", root, "-o", tmp_path / "e")
+    assert result.exit_code == 1 and "wood" in result.output
+    # An unreadable image is left out and listed; a missing class folder is fine.
+    root = make_image_folder(tmp_path / "ok", classes=("glass", "paper"), per_class=2)
+    (root / "glass" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run_evaluate(ckpt, "--root", root, "-o", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["images"] == 4
+
+
+def test_split_without_test_images(trained_runs: list, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    split = json.loads((trained_runs[0].run_dir / "split.json").read_text())
+    (run_dir / "split.json").write_text(json.dumps({**split, "test": []}))
+    result = run_evaluate(trained_runs[0].last_checkpoint, "--split", run_dir, "-o", tmp_path)
+    assert result.exit_code == 1 and "no test images" in result.output
+
+
+def test_write_outputs_with_a_single_model(trained_runs: list, held_out: Path, tmp_path: Path):
+    result = evaluate([trained_runs[0].last_checkpoint], root=held_out)
+    assert result.report_index == 0 and result.ensemble is None
+    written = write_outputs(result, tmp_path / "out")
+    assert {p.name for p in written} == {"metrics.json", *FIGURES}
+
+
+def test_display_names() -> None:
+    paths = [Path("runs/a/v0/last.ckpt"), Path("runs/b/v0/last.ckpt"), Path("x/best.ckpt")]
+    assert display_names(paths) == ["a/v0/last.ckpt", "b/v0/last.ckpt", "x/best.ckpt"]
+    assert display_names([Path("m.ckpt"), Path("m.ckpt")]) == ["m.ckpt (0)", "m.ckpt (1)"]

@@ -2,6 +2,8 @@
 
 Scanning the folder and choosing the split happen before (``binsort.train``), so this module
 only turns lists of samples into loaders, and knows about ranks when training is distributed.
+With ``--cache`` the datasets are decoded once into uint8 tensors (``binsort.data.cache``) and
+the loaders only slice them; the training batch is augmented by the LightningModule.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from binsort.config import TrainConfig
+from binsort.data.cache import CachedImages, cached_sets, keep_batch
 from binsort.data.dataset import ImageDataset
 from binsort.data.sampler import ClassBalancedSampler, ShardSampler, ShuffleSampler
 from binsort.data.transforms import eval_transform, train_transform
@@ -33,6 +36,19 @@ class BinDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         size = self.cfg.input_size
+        if self.cfg.cache:
+            trainer = self.trainer
+            self.train_set, self.val_set = cached_sets(
+                self.root,
+                self.train_samples if stage == "fit" else None,
+                self.val_samples,
+                size,
+                threads=max(2, self.cfg.workers),
+                device=trainer.strategy.root_device if trainer else "cpu",
+                # Every rank on this machine decodes its own copy.
+                copies=trainer.num_devices if trainer else 1,
+            )
+            return
         if stage == "fit":
             self.train_set = ImageDataset(
                 self.root, self.train_samples, train_transform(self.cfg), min_side=size
@@ -45,7 +61,20 @@ class BinDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
 
-    def _loader(self, dataset: ImageDataset, sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset: ImageDataset | CachedImages, sampler, drop_last: bool) -> DataLoader:
+        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        if isinstance(dataset, CachedImages):
+            # A batch is one indexing of an in-memory tensor: worker processes would only add
+            # inter-process copies. Pinning is for host tensors bound for the GPU.
+            return DataLoader(
+                dataset,
+                batch_size=self.cfg.batch,
+                sampler=sampler,
+                num_workers=0,
+                collate_fn=keep_batch,
+                drop_last=drop_last,
+                pin_memory=on_cuda and dataset.device.type == "cpu",
+            )
         workers = self.cfg.workers
         return DataLoader(
             dataset,
@@ -54,8 +83,7 @@ class BinDataModule(L.LightningDataModule):
             num_workers=workers,
             drop_last=drop_last,
             persistent_workers=workers > 0,
-            pin_memory=self.trainer is not None
-            and self.trainer.strategy.root_device.type == "cuda",
+            pin_memory=on_cuda,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -3,6 +3,10 @@
 Its hyperparameters (``save_hyperparameters``) are the whole resolved ``TrainConfig`` plus the
 class names, mean/std, class counts and the split: everything needed to rebuild the model and
 to know which images it was trained on, from the checkpoint alone.
+
+With ``--cache`` the loaders yield uint8 batches; ``on_after_batch_transfer`` augments the
+training batch on the training device (``binsort.data.batch_augment``) and turns validation
+batches into [0, 1] floats.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from binsort import __version__
 from binsort.config import TrainConfig
+from binsort.data.batch_augment import BatchAugment
 from binsort.data.transforms import batch_mixer
 from binsort.models.factory import build_model, head_prefixes
 from binsort.models.optim import build_optimizer, build_schedulers, param_groups
@@ -47,6 +52,8 @@ class Classifier(L.LightningModule):
             weight=weight, label_smoothing=self.cfg.label_smoothing
         )
         self.mixer = batch_mixer(num_classes, self.cfg.cutmix, self.cfg.mixup)
+        self.augment = BatchAugment.from_config(self.cfg) if self.cfg.cache else None
+        self._augment_rng = torch.Generator()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         if self.cfg.channels_last:
@@ -56,6 +63,19 @@ class Classifier(L.LightningModule):
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Only --cache batches are uint8; the per-image path already yields [0, 1] floats.
+        if not (isinstance(batch, (tuple, list)) and batch[0].dtype == torch.uint8):
+            return batch
+        x, y = batch
+        if self.augment is not None and self.trainer.training:
+            x = self.augment(x, self._augment_rng)
+        else:
+            x = x.float().div_(255)
+        # Lightning converts inputs for the precision (e.g. bf16-true) before the transfer,
+        # when these were still uint8: convert the floats made here.
+        return self.trainer.precision_plugin.convert_input(x), y
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
@@ -87,6 +107,11 @@ class Classifier(L.LightningModule):
         for name, param in self.model.net.named_parameters():
             if not any(name.startswith(prefix) for prefix in self.head):
                 param.requires_grad_(not frozen)
+        if self.augment is not None:
+            # --cache: seeded per epoch and rank, so a run (and a resumed run from an epoch
+            # start) is reproducible and DDP ranks draw different augmentations.
+            seed = (self.cfg.seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank
+            self._augment_rng.manual_seed(seed % 2**63)
 
     def configure_optimizers(self) -> dict[str, Any] | tuple[list, list]:
         groups = param_groups(self.model.net, self.cfg, self.head)

@@ -8,9 +8,12 @@ TensorBoard logs, ``checkpoints/`` (top-k by the monitored metric, plus ``last.c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ class TrainResult:
     train_size: int = 0
     val_size: int = 0
     test_size: int = 0
+    global_rank: int = 0  # under DDP every process returns a result; rank 0 reports it
 
     @property
     def best_row(self) -> dict[str, Any]:
@@ -169,10 +173,11 @@ def fit(
     datamodule = BinDataModule(images.root, train_samples, val_samples, cfg)
     torch.backends.cudnn.benchmark = cfg.benchmark
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with _stop_on_ctrl_c(trainer):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SystemExit:
-        # Lightning turns Ctrl-C into a graceful shutdown and exit(1); the exception checkpoint
-        # is saved by then.
+        # Lightning turns the KeyboardInterrupt into a graceful shutdown and exit(1); the
+        # exception checkpoint is saved by then.
         raise BinsortError(
             f"training interrupted at epoch {trainer.current_epoch}; continue with: "
             f"binsort train --resume {run_dir}"
@@ -181,6 +186,10 @@ def fit(
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     latest = next(c for c in trainer.checkpoint_callbacks if c.filename == "last")
     last = Path(latest.best_model_path) if latest.best_model_path else None
+    if not trainer.is_global_zero:
+        # Other ranks named their logger's version after the folder rank 0 had just made;
+        # the checkpoint folder is rank 0's (ModelCheckpoint broadcasts it).
+        run_dir = Path(latest.dirpath).parent
     best_score = checkpoint.best_model_score
     best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)
     return TrainResult(
@@ -197,6 +206,7 @@ def fit(
         train_size=len(train_samples),
         val_size=len(val_samples),
         test_size=len(test_paths),
+        global_rank=trainer.global_rank,
     )
 
 
@@ -261,12 +271,43 @@ def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> 
     return FoldsResult(results, len(outer.test))
 
 
+@contextlib.contextmanager
+def _stop_on_ctrl_c(trainer):
+    """While training, the first Ctrl-C stops before the next batch; a second one at once.
+
+    ``StopOnRequest`` raises the KeyboardInterrupt at a batch boundary, so Lightning's
+    ``interrupted.ckpt`` holds whole optimiser steps. DataLoader workers forked meanwhile
+    inherit the handler, so a Ctrl-C reaching the whole process group does not kill them.
+    """
+    from binsort.models.callbacks import StopOnRequest
+
+    stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnRequest)), None)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if stopper is None or not in_main_thread:
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # someone else handles Ctrl-C: leave it
+        yield
+        return
+
+    def request_stop(signum, frame) -> None:
+        stopper.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: str | None):
     import lightning as L
     from lightning.pytorch import callbacks as cb
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from binsort.models.callbacks import History
+    from binsort.models.callbacks import History, StopOnRequest
 
     if ckpt_path is not None and ckpt_path.parent.name == "checkpoints":
         # Continue in the same run folder, so logs and checkpoints stay together.
@@ -295,6 +336,7 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
         cb.OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
         cb.LearningRateMonitor(logging_interval="epoch"),
         history,
+        StopOnRequest(),
     ]
     if cfg.early_stop != "none":
         monitor = "val_loss" if cfg.early_stop == "loss" else "val_accuracy"
@@ -365,3 +407,5 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*ckpt_path.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # --cache's augmentation hook lives in the module on purpose (it runs on the device).
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")

@@ -37,11 +37,13 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
             console.print(folds_table(folds))
             return
         result = fit(cfg, resume=resume, progress=True)
+    if result.global_rank != 0:
+        return  # under DDP each process trains; the first one reports
     console.print(summary_table(result))
     if result.skipped:
         err_console.print(f"[yellow]left out {len(result.skipped)} unreadable file(s):[/]")
         for path, reason in result.skipped[:20]:
-            err_console.print(f"  {path}: {reason}", highlight=False)
+            err_console.print(f"  {path}: {reason}", highlight=False, markup=False)
 
 
 def _to_config(options: dict[str, Any]) -> dict[str, Any]:

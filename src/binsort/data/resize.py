@@ -251,7 +251,18 @@ def _alive(pid: int) -> bool:
         return False
     except (PermissionError, OSError):
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that was killed but not yet reaped (Linux; in containers whose first process
+    does not reap orphans it can stay so for long): it keeps its pid but writes nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (name) state ...": the name may hold spaces and parentheses, the state follows it.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _collect(outcomes, jobs, result: ResizeResult, progress, total: int) -> None:

@@ -28,8 +28,12 @@ class History(L.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._epoch_start is None:
+            # Resumed mid-epoch (from interrupted.ckpt): Lightning skips on_train_epoch_start.
+            self._epoch_start = now
         if self._first is None:
-            self._first = time.perf_counter()
+            self._first = now
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._last = time.perf_counter()
@@ -57,3 +61,21 @@ class History(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict.get("rows", []))
+
+
+class StopOnRequest(L.Callback):
+    """Stops training between two batches once ``requested`` is set (by Ctrl-C, in ``fit``).
+
+    Lightning's own Ctrl-C handling raises ``KeyboardInterrupt`` wherever the program happens
+    to be, often inside ``optimizer.step()``: ``interrupted.ckpt`` then holds an optimiser
+    that stepped some parameters and not others, and a resumed run steps those twice. Raised
+    here instead, before a batch starts, the checkpoint holds whole steps only. Under DDP the
+    ranks agree (any rank's request counts), so all of them stop before the same batch.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            raise KeyboardInterrupt

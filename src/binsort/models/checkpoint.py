@@ -12,6 +12,9 @@ accepts either kind and returns the members.
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,16 +49,43 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BinsortError(f"{path}: no such checkpoint file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BinsortError(
-            f"{path}: refused to load: not a checkpoint that loads safely ({first[:200]})"
-        ) from None
+    data = safe_load(path)
     if not isinstance(data, dict):
-        raise BinsortError(f"{path}: not a binsort checkpoint")
+        raise BinsortError(f"{path}: not a binsort checkpoint (it holds a {type(data).__name__})")
     return data
+
+
+def safe_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain values only, no code run; a file
+    it refuses is a ``BinsortError`` that says why, in one line."""
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it did not write; the refusal says enough.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BinsortError(f"{path}: refused to load: {load_failure(exc)}") from None
+
+
+def load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in words (torch's own text is long and
+    suggests loading with ``weights_only=False``, which is exactly what must not be done)."""
+    text = " ".join(str(exc).split())
+    unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsupported:
+        return (
+            f"it holds Python objects ({unsupported[1]}) that could run code when unpickled; "
+            "binsort reads only checkpoints made of tensors and plain values"
+        )
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "not a file torch.load(weights_only=True) can read "
+            "(a plain pickle, another format, or a damaged checkpoint)"
+        )
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    first = text.split(". ")[0][:160] or type(exc).__name__
+    return f"not a checkpoint, or a damaged one ({first})"
 
 
 def hyperparameters(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -63,12 +93,48 @@ def hyperparameters(data: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(hparams, dict):
         raise BinsortError(f"{path}: not a binsort checkpoint (it has no hyper_parameters)")
     missing = [key for key in REQUIRED if key not in hparams]
-    missing += [
-        f"config.{k}" for k in ("model", "input_size") if k not in hparams.get("config", {})
-    ]
+    config = hparams.get("config")
+    if isinstance(config, dict):
+        missing += [f"config.{k}" for k in ("model", "input_size") if k not in config]
     if missing:
         raise BinsortError(f"{path}: not a binsort checkpoint (missing {', '.join(missing)})")
+    _check_hyperparameters(hparams, path)
     return hparams
+
+
+def _check_hyperparameters(hparams: dict[str, Any], path: Path) -> None:
+    """Types and ranges of what rebuilding the model reads, so a damaged or hand-made file is
+    one clear error instead of a crash deep inside torchvision."""
+
+    def numbers(value: Any) -> bool:
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+
+    config = hparams["config"]
+    classes = hparams["classes"]
+    problems = []
+    if not isinstance(config, dict):
+        problems.append("config is not a mapping")
+    else:
+        if not isinstance(config["model"], str):
+            problems.append("config.model is not a model name")
+        size = config["input_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            problems.append("config.input_size is not a positive whole number")
+    if (
+        not isinstance(classes, (list, tuple))
+        or not classes
+        or not all(isinstance(c, str) for c in classes)
+    ):
+        problems.append("classes is not a list of class names")
+    for key in ("mean", "std"):
+        if not numbers(hparams[key]):
+            problems.append(f"{key} is not three numbers")
+    if problems:
+        raise BinsortError(f"{path}: damaged binsort checkpoint ({'; '.join(problems)})")
 
 
 def _build(
@@ -79,11 +145,14 @@ def _build(
     model = build_model(
         config["model"], len(classes), hparams["mean"], hparams["std"], config["input_size"]
     )
+    if not isinstance(weights, dict):
+        raise BinsortError(f"{path}: damaged binsort checkpoint (its weights are not a mapping)")
     try:
         model.load_state_dict(weights)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())  # one line: torch lists mismatches on many
         raise BinsortError(
-            f"{path}: weights do not fit {config['model']}: {str(exc)[:200]}"
+            f"{path}: weights do not fit {config['model']}: {detail[:200]}"
         ) from None
     model.eval()
     return LoadedModel(
@@ -95,9 +164,19 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     path = Path(path)
     data = read_checkpoint(path)
     hparams = hyperparameters(data, path)
+    return _build(hparams, _module_weights(data, path), path)
+
+
+def _module_weights(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The plain model's weights from a Lightning checkpoint's ``state_dict``."""
     state = data.get("state_dict", {})
-    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    return _build(hparams, weights, path)
+    if not isinstance(state, dict):
+        raise BinsortError(f"{path}: damaged binsort checkpoint (its state_dict is not a mapping)")
+    return {
+        k.removeprefix("model."): v
+        for k, v in state.items()
+        if isinstance(k, str) and k.startswith("model.")
+    }
 
 
 def load_members(path: str | Path) -> list[LoadedModel]:
@@ -106,22 +185,25 @@ def load_members(path: str | Path) -> list[LoadedModel]:
     data = read_checkpoint(path)
     if data.get("format") != ENSEMBLE_FORMAT:
         hparams = hyperparameters(data, path)
-        state = data.get("state_dict", {})
-        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        return [_build(hparams, weights, path)]
+        return [_build(hparams, _module_weights(data, path), path)]
     members = data.get("members")
     if not isinstance(members, list) or not members:
         raise BinsortError(f"{path}: ensemble file without members")
     loaded = []
     for i, member in enumerate(members):
         where = Path(f"{path}[member {i}]")
+        if not isinstance(member, dict):
+            raise BinsortError(f"{where}: damaged ensemble file (a member is not a mapping)")
         hparams = hyperparameters(member, where)
+        temperature = member.get("temperature", 1.0)
+        if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+            raise BinsortError(f"{where}: damaged ensemble file (temperature {temperature!r})")
         loaded.append(
             _build(
                 hparams,
-                member["state_dict"],
+                member.get("state_dict"),
                 where,
-                temperature=float(member.get("temperature", 1.0)),
+                temperature=float(temperature),
             )
         )
     check_same_classes(loaded)

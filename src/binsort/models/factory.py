@@ -88,10 +88,9 @@ def weights_info(
     """
     path = Path(name_or_file)
     if path.exists():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a pickle with code, a truncated file, not a torch file
-            raise BinsortError(f"{path}: not a loadable state-dict file ({exc})") from None
+        from binsort.models.checkpoint import safe_load  # (it imports this module)
+
+        state = safe_load(path)  # a pickle with code, a truncated file: one-line refusal
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(

@@ -87,7 +87,15 @@ class Classifier(L.LightningModule):
         logits = self(x)
         loss = self.criterion(logits, target)
         self.train_acc(logits.detach(), y)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            "train_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(y),
+        )
         self.log("train_accuracy", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -100,13 +108,20 @@ class Classifier(L.LightningModule):
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y))
         self.log("val_accuracy", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
 
-    def on_train_epoch_start(self) -> None:
+    def _apply_freeze(self) -> None:
         # --freeze-epochs: only the head learns at first; parameters without gradients are
         # skipped by the optimiser, so freezing needs no change to its groups.
         frozen = self.current_epoch < self.cfg.freeze_epochs
         for name, param in self.model.net.named_parameters():
             if not any(name.startswith(prefix) for prefix in self.head):
                 param.requires_grad_(not frozen)
+
+    def on_train_start(self) -> None:
+        # A run resumed mid-epoch skips on_train_epoch_start for that epoch.
+        self._apply_freeze()
+
+    def on_train_epoch_start(self) -> None:
+        self._apply_freeze()
         if self.augment is not None:
             # --cache: seeded per epoch and rank, so a run (and a resumed run from an epoch
             # start) is reproducible and DDP ranks draw different augmentations.

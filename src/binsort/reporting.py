@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+from rich import box
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -32,24 +33,28 @@ def results_table(result: Evaluation) -> Table:
     avg = result.average
     title = (
         f"{len(result.images.samples)} images ({result.source}: {result.images.root}); "
-        f"precision/recall/F1 {avg} average; TTA {result.tta}; scores in %"
+        f"acc(uracy), prec(ision), recall, F1: {avg} average, in %; TTA {result.tta}"
     )
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("model")
-    table.add_column("architecture")
-    table.add_column("parameters", justify="right")
-    for name in ("accuracy", "precision", "recall", "F1"):
-        table.add_column(name, justify="right")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    # Numbers never wrap or get cut; in a narrow terminal the name columns fold instead.
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("model", overflow="fold", min_width=8)
+    table.add_column("architecture", overflow="fold", min_width=8)
+    numbers = ["params", "acc", "prec", "recall", "F1"]
     if result.calibrated:
-        table.add_column("T", justify="right")
-        table.add_column("ECE before", justify="right")
-    table.add_column("ECE", justify="right")
-    table.add_column("images/s", justify="right")
+        numbers += ["T", "ECE before"]
+    for name in [*numbers, "ECE", "img/s"]:
+        table.add_column(name, justify="right", no_wrap=True)
 
     def row(index: str, s: Scores) -> list[str]:
         arch = s.arch + (f" (x{s.weight})" if s.weight > 1 else "")
-        cells = [index, s.name, arch, f"{s.parameters:,}", _pct(s.accuracy)]
+        cells = [index, s.name, arch, f"{s.parameters / 1e6:.2f}M", _pct(s.accuracy)]
         cells += [_pct(s.precision[avg]), _pct(s.recall[avg]), _pct(s.f1[avg])]
         if result.calibrated:
             temp = "-" if s.temperature is None else f"{s.temperature:.3f}"

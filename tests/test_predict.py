@@ -148,9 +148,9 @@ def test_ensemble_as_model(ensemble: Path, photos: Path) -> None:
 
 
 def test_library_streams_and_tta(checkpoint: Path, photos: Path) -> None:
-    members = load_model(checkpoint)
-    bin_map = load_bin_map("psu", classes=members[0].classes)
-    rows = predict_photos(find_photos([photos]), members, bin_map, batch=4, workers=0, tta="flip")
+    model = load_model(checkpoint)
+    bin_map = load_bin_map("psu", classes=model.classes)
+    rows = predict_photos(find_photos([photos]), model, bin_map, batch=4, workers=0, tta="flip")
     assert iter(rows) is rows  # a generator: rows come batch by batch
     first = next(rows)
     assert first.error is None and first.bin.name in PSU_BINS
@@ -174,11 +174,11 @@ def test_bad_options(checkpoint: Path, photos: Path, option: list[str], message:
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_bad_model_and_no_model(photos: Path, tmp_path: Path) -> None:
-    assert default_model_path() is None  # until a bundled model ships
+def test_bad_model_and_no_model(photos: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("binsort.predict.default_model_path", lambda: None)  # a build without
     result = run_predict(photos)
     assert result.exit_code == 1, result.output
-    assert "no --model given and no bundled default model" in result.output
+    assert "no --model given, and this build of binsort has no default model" in result.output
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     result = run_predict(photos, "-m", junk)

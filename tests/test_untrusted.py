@@ -64,6 +64,7 @@ def commands(model: Path, photos: Path, out: Path) -> dict[str, list[str]]:
         "evaluate": ["evaluate", str(model), "--root", str(photos), "-o", str(out / "eval")],
         "ensemble": ["ensemble", str(model), "-o", str(out / "ens.pt")],
         "predict": ["predict", str(photos), "--model", str(model)],
+        "export": ["export", str(model), "-o", str(out / "model.onnx")],
         "train --resume": ["train", "--resume", str(model)],
         "train --weights": [
             *("train", "--root", str(photos), "--weights", str(model)),
@@ -83,7 +84,8 @@ def assert_one_line_error(result, *words: str) -> None:
 
 @pytest.mark.parametrize("kind", ["checkpoint", "ensemble", "plain pickle"])
 @pytest.mark.parametrize(
-    "command", ["evaluate", "ensemble", "predict", "train --resume", "train --weights"]
+    "command",
+    ["evaluate", "ensemble", "predict", "export", "train --resume", "train --weights"],
 )
 def test_crafted_pickles_are_refused_without_running(
     photos: Path, tmp_path: Path, kind: str, command: str
@@ -98,6 +100,7 @@ def test_crafted_pickles_are_refused_without_running(
         assert "could run code" in result.output
     assert not marker.exists()
     assert not (tmp_path / "ens.pt").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_evaluate_split_from_a_crafted_checkpoint_is_refused(
@@ -152,7 +155,7 @@ def other_programs_files(folder: Path, real: Path) -> dict[str, tuple[Path, str]
     return cases
 
 
-@pytest.mark.parametrize("command", ["evaluate", "ensemble", "predict"])
+@pytest.mark.parametrize("command", ["evaluate", "ensemble", "predict", "export"])
 def test_files_of_other_programs_are_clear_errors(
     trained_runs: list, photos: Path, tmp_path: Path, command: str
 ) -> None:

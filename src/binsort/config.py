@@ -20,6 +20,9 @@ from typing import Any
 
 from binsort.errors import BinsortError
 
+# Test-time augmentation views (binsort.inference): as is; flips; flips and five crops.
+TTA_MODES = ("none", "flip", "flip5crop")
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -25,7 +25,8 @@ import torch
 from binsort.data.folder import ImageSet, check_image, scan_folder
 from binsort.data.images import open_rgb
 from binsort.errors import BinsortError
-from binsort.inference import TTA_MODES, probabilities
+from binsort.config import TTA_MODES
+from binsort.inference import probabilities
 from binsort.metrics import (
     AVERAGES,
     TEMPERATURE_RANGE,

@@ -16,7 +16,6 @@ from PIL import Image
 from binsort.data.transforms import eval_transform
 from binsort.models.checkpoint import LoadedModel
 
-TTA_MODES = ("none", "flip", "flip5crop")
 
 
 def _views(batch: torch.Tensor, tta: str) -> list[torch.Tensor]:

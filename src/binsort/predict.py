@@ -2,10 +2,14 @@
 
 Typical use::
 
-    members = load_model("runs/x/best.ckpt")          # a checkpoint or an ensemble file
-    bin_map = load_bin_map("psu", classes=members[0].classes)
-    for row in predict_photos(find_photos(["photos/"]), members, bin_map):
+    model = load_model("runs/x/best.ckpt")   # a checkpoint, an ensemble file or an .onnx file
+    bin_map = load_bin_map("psu", classes=model.classes)
+    for row in predict_photos(find_photos(["photos/"]), model, bin_map):
         print(row.path, row.label, row.bin.name if row.bin else row.error)
+
+An ``.onnx`` file (``binsort export``), the bundled default model among them, runs on
+onnxruntime: neither torch nor Lightning is imported, so a one-photo prediction starts fast.
+Checkpoints and ensemble files run on PyTorch (never Lightning).
 
 ``predict_photos`` streams: it decodes one batch ahead in a thread pool while the model runs on
 the current one, and yields a ``Prediction`` per photo, so a folder of 10,000 photos never sits
@@ -27,10 +31,9 @@ from typing import Any
 from PIL import Image
 
 from binsort.bins import Bin, BinMap
-from binsort.data.images import is_image_name, open_rgb
+from binsort.config import TTA_MODES
+from binsort.data.images import is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError
-from binsort.inference import TTA_MODES, ensemble_mean, probabilities
-from binsort.models.checkpoint import LoadedModel, load_members
 
 DEFAULT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
 DEFAULT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
@@ -38,7 +41,7 @@ DEFAULT_TOP_K = 3
 # Below even odds the model thinks the photo more likely belongs in some other bin, so it is
 # better to show two bins than one confident-looking wrong one.
 DEFAULT_MIN_CONFIDENCE = 0.5
-DEFAULT_MODEL_FILE = "default-model.pt"  # where a bundled model will go, in binsort/assets
+DEFAULT_MODEL_FILE = "default-model.onnx"  # the bundled model, in binsort/assets
 
 
 @dataclass
@@ -57,28 +60,54 @@ class Prediction:
 
 
 def default_model_path() -> Path | None:
-    """The bundled default model, or None while binsort ships without one."""
+    """The bundled default model, or None in a build that ships without one."""
     path = Path(__file__).parent / "assets" / DEFAULT_MODEL_FILE
     return path if path.is_file() else None
 
 
-def load_model(model: str | Path | None) -> list[LoadedModel]:
-    """The members of ``model`` (a checkpoint or an ensemble file), or of the bundled default."""
+class TorchModel:
+    """Checkpoint or ensemble-file members run by PyTorch: the same interface as ``OnnxModel``
+    (``classes``, ``input_size``, ``describe()``, ``probabilities(images, tta)``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from binsort.models.checkpoint import load_members
+
+        self.path = Path(path)
+        self.members = load_members(path)
+        self.classes = self.members[0].classes
+        self.input_size = max(m.input_size for m in self.members)
+
+    def describe(self) -> str:
+        if len(self.members) == 1:
+            return f"{self.path.name} ({self.members[0].arch})"
+        archs = Counter(m.arch for m in self.members)
+        parts = ", ".join(a if n == 1 else f"{n}× {a}" for a, n in archs.items())
+        return f"{self.path.name} (ensemble of {len(self.members)}: {parts})"
+
+    def probabilities(self, images: Sequence[Image.Image], tta: str = "none"):
+        from binsort.inference import ensemble_mean, probabilities
+
+        return ensemble_mean(probabilities(self.members, images, tta=tta)).numpy()
+
+
+def load_model(model: str | Path | None) -> Any:
+    """A ``TorchModel`` or ``OnnxModel`` for ``model`` (a checkpoint, an ensemble file or an
+    .onnx file), or the bundled default model when ``model`` is None."""
     if model is None:
         model = default_model_path()
         if model is None:
-            raise BinsortError("no --model given and no bundled default model")
-    return load_members(model)
+            raise BinsortError("no --model given, and this build of binsort has no default model")
+    if Path(model).suffix.lower() == ".onnx":
+        from binsort.onnx_model import OnnxModel
+
+        return OnnxModel(model)
+    return TorchModel(model)
 
 
-def describe_model(model: str | Path | None, members: Sequence[LoadedModel]) -> str:
+def describe_model(model: Any, default: bool = False) -> str:
     """Which model answers, for the user: its file name and architecture(s)."""
-    name = Path(model).name if model is not None else f"default ({DEFAULT_MODEL_FILE})"
-    if len(members) == 1:
-        return f"{name} ({members[0].arch})"
-    archs = Counter(m.arch for m in members)
-    parts = ", ".join(a if n == 1 else f"{n}× {a}" for a, n in archs.items())
-    return f"{name} (ensemble of {len(members)}: {parts})"
+    text = model.describe()
+    return f"the default model, {text}" if default else text
 
 
 def find_photos(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -101,7 +130,7 @@ def find_photos(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 def predict_photos(
     photos: Iterable[str | Path],
-    members: Sequence[LoadedModel],
+    model: Any,
     bin_map: BinMap,
     *,
     batch: int = DEFAULT_BATCH,
@@ -110,7 +139,7 @@ def predict_photos(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     tta: str = "none",
 ) -> Iterator[Prediction]:
-    """One ``Prediction`` per photo, in order, batch by batch (the mean over ``members``).
+    """One ``Prediction`` per photo, in order, batch by batch, from ``load_model``'s model.
 
     Options are checked here, before the first photo is read, so a bad one fails at once.
     ``top_k`` larger than the number of classes gives all of them.
@@ -125,18 +154,18 @@ def predict_photos(
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
     if tta not in TTA_MODES:
         raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-    classes = members[0].classes
-    bin_map.check_classes(classes)
-    bins = [bin_map.bin_for(c) for c in classes]
-    size = max(m.input_size for m in members)
-    return _predict(photos, members, bins, batch, workers, top_k, min_confidence, tta, size)
+    if tta == "flip5crop" and not isinstance(model, TorchModel):
+        raise BinsortError("--tta flip5crop needs a checkpoint; an ONNX model has none or flip")
+    bin_map.check_classes(model.classes)
+    bins = [bin_map.bin_for(c) for c in model.classes]
+    return _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta)
 
 
-def _predict(photos, members, bins, batch, workers, top_k, min_confidence, tta, size):
-    classes = members[0].classes
-    for items in _decoded_batches(photos, batch, workers, size):
+def _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta):
+    classes = model.classes
+    for items in _decoded_batches(photos, batch, workers, model.input_size):
         images = [im for _, im in items if isinstance(im, Image.Image)]
-        probs = ensemble_mean(probabilities(members, images, tta=tta)).tolist() if images else []
+        probs = model.probabilities(images, tta=tta).tolist() if images else []
         rows = iter(probs)
         for path, im in items:
             if isinstance(im, str):
@@ -210,15 +239,13 @@ def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
 
 def _load(path: Path, size: int) -> Image.Image | str:
     """The photo with its shorter side at ``size``, or the reason it cannot be read."""
-    from torchvision.transforms import v2
-
     try:
         im = open_rgb(path, min_side=size)
     except BinsortError as exc:
         return str(exc).removeprefix(f"{path}: ")
     # Shrinking here, in the thread, keeps two batches of 12-megapixel PNGs out of memory. It is
     # the eval transform's own first step, so the model sees the same pixels as without it.
-    return v2.Resize(size, antialias=True)(im)
+    return resize_shorter(im, size)
 
 
 def as_record(row: Prediction) -> dict[str, Any]:

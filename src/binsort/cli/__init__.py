@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from binsort.cli import ensemble, evaluate, predict, resize, train
+from binsort.cli import ensemble, evaluate, export, predict, resize, train
 
 app = typer.Typer(
     name="binsort",
@@ -23,6 +23,7 @@ app.command("resize")(resize.resize)
 app.command("evaluate")(evaluate.evaluate)
 app.command("ensemble")(ensemble.ensemble)
 app.command("predict")(predict.predict)
+app.command("export")(export.export)
 train.register(app)
 
 

@@ -39,7 +39,8 @@ def predict(
         typer.Option(
             "--model",
             "-m",
-            help="A checkpoint (.ckpt) or an ensemble file. Required for now.",
+            help="A checkpoint (.ckpt), an ensemble file or an exported .onnx model "
+            "[default: the bundled model].",
             show_default=False,
         ),
     ] = None,
@@ -59,7 +60,10 @@ def predict(
         ),
     ] = 0.5,
     tta: Annotated[
-        str, typer.Option("--tta", help="Test-time augmentation: none, flip or flip5crop.")
+        str,
+        typer.Option(
+            "--tta", help="Test-time augmentation: none, flip or flip5crop (checkpoints only)."
+        ),
     ] = "none",
     fmt: Annotated[
         str | None,
@@ -108,15 +112,15 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     from binsort.predict import describe_model, find_photos, load_model, predict_photos
 
     fmt = _choose_format(fmt, output)
-    members = load_model(model)
-    classes = members[0].classes
+    loaded = load_model(model)
+    classes = loaded.classes
     bin_map = load_bin_map(bins, classes=classes)
     photos = list(find_photos(paths))  # paths only: the images themselves are streamed
     if not photos:
         raise BinsortError(f"no photos found in {', '.join(map(str, paths))}")
     rows = predict_photos(
         photos,
-        members,
+        loaded,
         bin_map,
         batch=batch,
         workers=workers,
@@ -124,7 +128,7 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
         min_confidence=min_confidence,
         tta=tta,
     )
-    about = f"model {describe_model(model, members)}, bins {bin_map.source}"
+    about = f"model {describe_model(loaded, default=model is None)}, bins {bin_map.source}"
     with _progress(len(photos), show=len(photos) > batch) as advance:
         rows = advance(rows)
         if fmt == "table":

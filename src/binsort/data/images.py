@@ -78,3 +78,23 @@ def to_rgb(im: Image.Image) -> Image.Image:
 def describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def resize_shorter(im: Image.Image, size: int) -> Image.Image:
+    """Shorter side to ``size``, aspect kept: torchvision's ``Resize(size)`` on a PIL image,
+    pixel for pixel (same output size rounding, same bilinear filter), without torch."""
+    w, h = im.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        return im
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    return im.resize((new_w, new_h), resample=Image.Resampling.BILINEAR)
+
+
+def center_crop(im: Image.Image, size: int) -> Image.Image:
+    """The central ``size`` x ``size`` square, placed as torchvision's ``CenterCrop`` does."""
+    w, h = im.size
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return im.crop((left, top, left + size, top + size))

@@ -1,0 +1,96 @@
+"""Prediction with an exported ONNX model: onnxruntime, numpy and PIL, no torch.
+
+This is what makes ``binsort predict`` start fast: importing torch and torchvision costs
+seconds, onnxruntime a fraction of that. The file is one that ``binsort export`` wrote
+(``binsort.export``): its metadata names the classes and the input size of each graph input.
+Images are prepared exactly as the PyTorch path prepares them (shorter side to the input
+size with PIL's bilinear filter, centre crop, [0, 1]), so both paths give the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from binsort.data.images import center_crop, resize_shorter
+from binsort.errors import BinsortError
+
+METADATA_KEY = "binsort"  # the metadata entry binsort.export writes
+ONNX_TTA_MODES = ("none", "flip")
+
+
+class OnnxModel:
+    """An exported binsort model: ``classes``, ``input_size`` and ``probabilities(images)``."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BinsortError(f"{self.path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's choice, one per core
+        options.log_severity_level = 3  # errors only: its warnings are not the user's business
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BinsortError(f"{self.path}: not a readable ONNX model ({first})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            self.metadata = json.loads(meta) if meta else None
+            self.classes = [str(c) for c in self.metadata["classes"]]
+            self.input_sizes = [int(s) for s in self.metadata["input_sizes"]]
+        except (TypeError, KeyError, ValueError):
+            raise BinsortError(
+                f"{self.path}: an ONNX model without binsort's metadata (classes, input sizes); "
+                "make it with binsort export"
+            ) from None
+        expected = {f"images_{s}" for s in self.input_sizes}
+        if {i.name for i in self.session.get_inputs()} != expected:
+            raise BinsortError(f"{self.path}: its inputs do not match its metadata")
+        self.members = list(self.metadata.get("members", []))
+
+    @property
+    def input_size(self) -> int:
+        """The largest input size: photos are decoded at least this large."""
+        return max(self.input_sizes)
+
+    def describe(self) -> str:
+        archs = [m.get("arch", "?") for m in self.members]
+        if len(archs) == 1:
+            return f"{self.path.name} ({archs[0]}, ONNX)"
+        return f"{self.path.name} (ensemble of {len(archs)}: {', '.join(archs)}, ONNX)"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        (probs,) = self.session.run(["probabilities"], feeds)
+        return probs
+
+    def probabilities(self, images: Sequence[Image.Image], tta: str = "none") -> np.ndarray:
+        """``[N, C]`` class probabilities for RGB PIL images (the members' mean)."""
+        if tta not in ONNX_TTA_MODES:
+            raise BinsortError(
+                f"--tta {tta} is not available with an ONNX model (use none or flip)"
+            )
+        feeds = {f"images_{s}": to_batch(images, s) for s in self.input_sizes}
+        if tta == "none":
+            return self.run(feeds)
+        # The same views as binsort.inference: as is, flipped left-right, flipped upside down.
+        views = [feeds]
+        for axis in (-1, -2):
+            views.append({k: np.ascontiguousarray(np.flip(v, axis)) for k, v in feeds.items()})
+        return np.mean([self.run(v) for v in views], axis=0)
+
+
+def to_batch(images: Sequence[Image.Image], size: int) -> np.ndarray:
+    """``[N, 3, size, size]`` float32 in [0, 1]: the eval transform, in numpy."""
+    arrays = [np.asarray(center_crop(resize_shorter(im, size), size)) for im in images]
+    # Times 1/255 in float32, as torchvision scales, so both paths agree to the last bit.
+    batch = np.stack(arrays).astype(np.float32) * np.float32(1 / 255)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))

@@ -1,0 +1,160 @@
+"""``binsort export`` to ONNX, and ``binsort predict`` with the exported file (no torch)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from binsort.cli import app
+from binsort.data.transforms import eval_transform
+from binsort.export import export_onnx
+from binsort.models.checkpoint import load_members, save_ensemble
+from binsort.onnx_model import OnnxModel, to_batch
+from conftest import make_image_folder
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("export") / "photos", per_class=3, seed=9)
+
+
+@pytest.fixture(scope="module")
+def mixed_ensemble(trained_runs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two members at 32 px and one at 24 px (resnet18 takes any size), temperatures set."""
+    a, b = (load_members(run.last_checkpoint)[0] for run in trained_runs)
+    small = copy.copy(b)
+    small.hparams = copy.deepcopy(b.hparams)
+    small.hparams["config"]["input_size"] = 24
+    small.temperature = 1.7
+    a.temperature = 0.8
+    path = tmp_path_factory.mktemp("mixed") / "mixed.ensemble"
+    return save_ensemble([a, b, small], path)
+
+
+def predict_csv(model: Path, photos: Path, *extra: str) -> list[dict]:
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(model), "-f", "csv", *extra])
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+def assert_same_answers(expected: list[dict], got: list[dict]) -> None:
+    assert [r["path"] for r in got] == [r["path"] for r in expected]
+    assert [r["class"] for r in got] == [r["class"] for r in expected]
+    for a, b in zip(expected, got):
+        assert abs(float(a["probability"]) - float(b["probability"])) < 1e-4
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_exported_checkpoint_answers_like_the_checkpoint(
+    trained_runs, photos: Path, tmp_path: Path, tta: str
+) -> None:
+    checkpoint = trained_runs[0].last_checkpoint
+    out = tmp_path / "model.onnx"
+
+    result = runner.invoke(app, ["export", str(checkpoint), "-o", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert "largest difference from PyTorch" in result.output
+    model = OnnxModel(out)
+    assert model.classes == load_members(checkpoint)[0].classes
+    assert model.input_sizes == [32]
+    assert_same_answers(
+        predict_csv(checkpoint, photos, "--tta", tta), predict_csv(out, photos, "--tta", tta)
+    )
+
+
+def test_ensemble_of_two_input_sizes(mixed_ensemble: Path, photos: Path, tmp_path: Path) -> None:
+    result = export_onnx(mixed_ensemble, tmp_path / "mixed.onnx")
+
+    assert result.members == 3 and result.input_sizes == [24, 32]
+    assert result.max_difference < 1e-4
+    model = OnnxModel(result.path)
+    assert [m["temperature"] for m in model.members] == [0.8, 1.0, 1.7]
+    assert "ensemble of 3" in model.describe()
+    assert_same_answers(predict_csv(mixed_ensemble, photos), predict_csv(result.path, photos))
+
+
+def test_preprocessing_matches_the_eval_transform() -> None:
+    """The numpy path feeds the ONNX model the very pixels torchvision feeds the checkpoint."""
+    rng = np.random.default_rng(0)
+    for w, h, size in [(97, 61, 32), (40, 90, 24), (64, 64, 64), (51, 50, 17)]:
+        im = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        expected = eval_transform(size)(im).numpy()
+        np.testing.assert_array_equal(to_batch([im], size)[0], expected)
+
+
+def test_predict_with_onnx_never_imports_torch(trained_runs, photos: Path, tmp_path: Path):
+    out = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "m.onnx").path
+    code = (
+        "import sys\n"
+        "from binsort.cli import app\n"
+        f"sys.argv = ['binsort', 'predict', {str(photos)!r}, '-m', {str(out)!r}, '-f', 'json']\n"
+        "try:\n"
+        "    app(prog_name='binsort')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'lightning') if m in sys.modules)\n"
+        "print('IMPORTED', heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTED []" in done.stderr
+    assert len(json.loads(done.stdout)) == 9
+
+
+def test_existing_output_is_kept_unless_force(trained_runs, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the user's file")
+    args = ["export", str(trained_runs[0].last_checkpoint), "-o", str(out)]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 1 and "exists; pass --force" in result.output
+    assert out.read_bytes() == b"the user's file"
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert OnnxModel(out).classes
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("model.pt", "must end in .onnx"), ("missing/model.onnx", "no such folder")],
+)
+def test_bad_output_names(trained_runs, tmp_path: Path, name: str, message: str) -> None:
+    result = runner.invoke(
+        app, ["export", str(trained_runs[0].last_checkpoint), "-o", str(tmp_path / name)]
+    )
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_onnx_files_binsort_did_not_make(photos: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07 not a model")
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 2, 3), (torch.rand(1, 3, 8, 8),), str(plain), dynamo=False
+    )
+    for path, message in [(junk, "not a readable ONNX model"), (plain, "binsort's metadata")]:
+        result = runner.invoke(app, ["predict", str(photos), "-m", str(path)])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def test_flip5crop_needs_a_checkpoint(trained_runs, photos: Path, tmp_path: Path) -> None:
+    out = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "m.onnx").path
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(out), "--tta", "flip5crop"])
+    assert result.exit_code == 1 and "flip5crop needs a checkpoint" in result.output

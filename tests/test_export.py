@@ -53,7 +53,7 @@ def predict_csv(model: Path, photos: Path, *extra: str) -> list[dict]:
 def assert_same_answers(expected: list[dict], got: list[dict]) -> None:
     assert [r["path"] for r in got] == [r["path"] for r in expected]
     assert [r["class"] for r in got] == [r["class"] for r in expected]
-    for a, b in zip(expected, got):
+    for a, b in zip(expected, got, strict=True):
         assert abs(float(a["probability"]) - float(b["probability"])) < 1e-4
 
 
@@ -145,9 +145,7 @@ def test_onnx_files_binsort_did_not_make(photos: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x07 not a model")
     plain = tmp_path / "plain.onnx"
-    torch.onnx.export(
-        torch.nn.Conv2d(3, 2, 3), (torch.rand(1, 3, 8, 8),), str(plain), dynamo=False
-    )
+    torch.onnx.export(torch.nn.Conv2d(3, 2, 3), (torch.rand(1, 3, 8, 8),), str(plain), dynamo=False)
     for path, message in [(junk, "not a readable ONNX model"), (plain, "binsort's metadata")]:
         result = runner.invoke(app, ["predict", str(photos), "-m", str(path)])
         assert result.exit_code == 1 and message in result.output, result.output

@@ -7,6 +7,7 @@ on disk and that running again finishes the job as if nothing had happened.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -108,10 +109,8 @@ class Saves:
         self.seen: set[int] = set()
 
     def __call__(self) -> int:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.seen.add(self.path.stat().st_ino)
-        except FileNotFoundError:
-            pass
         return len(self.seen)
 
 

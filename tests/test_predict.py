@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from binsort.bins import load_bin_map
 from binsort.cli import app
-from binsort.predict import default_model_path, find_photos, load_model, predict_photos
+from binsort.predict import find_photos, load_model, predict_photos
 from conftest import CLASSES, make_image_folder
 
 runner = CliRunner()

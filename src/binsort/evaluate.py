@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
+from binsort.config import TTA_MODES
 from binsort.data.folder import ImageSet, check_image, scan_folder
 from binsort.data.images import open_rgb
 from binsort.errors import BinsortError
-from binsort.config import TTA_MODES
 from binsort.inference import probabilities
 from binsort.metrics import (
     AVERAGES,

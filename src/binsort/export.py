@@ -96,7 +96,8 @@ def export_onnx(
         _add_metadata(tmp, metadata)
         with torch.inference_mode():
             expected = graph(*sample).numpy()
-        got = OnnxModel(tmp).run({input_name(s): x.numpy() for s, x in zip(sizes, sample)})
+        feeds = {input_name(s): x.numpy() for s, x in zip(sizes, sample, strict=True)}
+        got = OnnxModel(tmp).run(feeds)
         difference = float(abs(got - expected).max())
         if not difference <= TOLERANCE:
             raise BinsortError(
@@ -140,6 +141,6 @@ class EnsembleGraph(nn.Module):
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         probs = [
             torch.softmax(net(images[slot]) / t, dim=1)
-            for net, slot, t in zip(self.nets, self.slots, self.temperatures)
+            for net, slot, t in zip(self.nets, self.slots, self.temperatures, strict=True)
         ]
         return torch.stack(probs).mean(0)

@@ -17,7 +17,6 @@ from binsort.data.transforms import eval_transform
 from binsort.models.checkpoint import LoadedModel
 
 
-
 def _views(batch: torch.Tensor, tta: str) -> list[torch.Tensor]:
     """Test-time augmentation views of a batch: identity, flips (and five crops)."""
     if tta == "none":

@@ -1,0 +1,63 @@
+"""Cold start: how long a fresh process takes to answer, against importing torch.
+
+Each command runs ``--repeat`` times in a new process; the median wall time is printed, and
+each command's ratio to ``python -c "import torch, torchvision"`` measured in the same run.
+``binsort predict`` with the bundled ONNX model should not pay for torch at all.
+
+    python benchmarks/cold_start.py examples/trashnet-sample/glass/glass_001.jpg \
+        --checkpoint runs/x/version_0/checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def wall(command: list[str], repeat: int) -> float:
+    """Median seconds of ``repeat`` runs (the first run warms the OS file cache, so it is
+    run once more beforehand and not counted)."""
+    subprocess.run(command, capture_output=True, check=True)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("photo", help="a photo to classify")
+    parser.add_argument("--checkpoint", help="also time predict with this checkpoint (torch)")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    binsort = str(Path(sys.executable).parent / "binsort")
+    commands = {
+        'python -c "import torch, torchvision"': [
+            sys.executable,
+            "-c",
+            "import torch, torchvision",
+        ],
+        "binsort --help": [binsort, "--help"],
+        "binsort predict PHOTO (default ONNX model)": [binsort, "predict", args.photo],
+    }
+    if args.checkpoint:
+        commands["binsort predict PHOTO --model CKPT (torch)"] = [
+            *(binsort, "predict", args.photo, "--model", args.checkpoint)
+        ]
+    times = {name: wall(cmd, args.repeat) for name, cmd in commands.items()}
+    base = times['python -c "import torch, torchvision"']
+    print(f"median of {args.repeat} cold runs each")
+    print(f"{'command':<46} {'seconds':>8} {'vs import torch':>16}")
+    for name, seconds in times.items():
+        print(f"{name:<46} {seconds:8.2f} {seconds / base:15.2f}x")
+
+
+if __name__ == "__main__":
+    main()

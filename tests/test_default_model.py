@@ -1,0 +1,41 @@
+"""The model bundled in the package: present, small, and answering ``binsort predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from binsort.cli import app
+from binsort.onnx_model import OnnxModel
+from binsort.predict import default_model_path
+
+runner = CliRunner()
+HELD_OUT = Path(__file__).parents[1] / "examples" / "held-out"
+TRASHNET = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+
+
+def test_it_ships_and_is_small() -> None:
+    path = default_model_path()
+    assert path is not None and path.name == "default-model.onnx"
+    assert path.stat().st_size <= 10 * 1024 * 1024
+    model = OnnxModel(path)
+    assert model.classes == TRASHNET
+    assert model.members and all(m["arch"] for m in model.members)
+
+
+def test_predict_without_model_uses_it() -> None:
+    result = runner.invoke(app, ["predict", str(HELD_OUT), "--format", "json"])
+
+    assert result.exit_code == 0, result.output
+    assert "the default model, default-model.onnx" in result.stderr
+    rows = json.loads(result.stdout)
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(
+        p.name for p in HELD_OUT.iterdir() if p.suffix == ".jpg"
+    )
+    for row in rows:
+        assert row["error"] is None and row["class"] in TRASHNET and row["bin"]
+        top = [t["probability"] for t in row["top"]]
+        assert top == sorted(top, reverse=True) and sum(top) <= 1 + 1e-5
+        assert 0 < row["probability"] == top[0] <= 1

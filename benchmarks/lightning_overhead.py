@@ -8,8 +8,9 @@ so data loading is out of the comparison and what is left is Lightning's per-ste
 (b) plain: the same ``build_model`` (normalisation as the first layer), AdamW, cross-entropy
     with the same label smoothing, ``zero_grad`` / ``backward`` / ``step`` in a for loop.
 
-Each side runs ``--warmup`` steps, then ``--steps`` timed optimizer steps. The ratio (a)/(b)
-is Lightning's share of the plain loop's speed. About two minutes on one core::
+Each side runs ``--warmup`` steps, then ``--steps`` timed optimizer steps, ``--rounds`` times in
+alternating order. The ratio (a)/(b) is Lightning's share of the plain loop's speed. About two
+minutes on one core::
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/lightning_overhead.py --size 128
 """
@@ -17,6 +18,7 @@ is Lightning's share of the plain loop's speed. About two minutes on one core::
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating (a)/(b) pairs")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
@@ -139,13 +142,25 @@ def main() -> None:
         f"{args.warmup} warm-up + {args.steps} timed steps",
         flush=True,
     )
-    plain = plain_speed(cfg, batches, args.warmup, args.steps)
-    print(f"(b) plain PyTorch loop  {plain:8.1f} images/s", flush=True)
-    lightning = lightning_speed(cfg, batches, args.warmup, args.steps)
+    # Alternate which side goes first, so that a drift in machine speed (the other core's load,
+    # allocator warm-up) does not favour one side; the figures are the means over rounds.
+    speeds: dict[str, list[float]] = {"plain": [], "lightning": []}
+    for round_ in range(args.rounds):
+        order = ["plain", "lightning"] if round_ % 2 == 0 else ["lightning", "plain"]
+        for side in order:
+            measure = plain_speed if side == "plain" else lightning_speed
+            speeds[side].append(measure(cfg, batches, args.warmup, args.steps))
+        print(
+            f"round {round_ + 1}: plain {speeds['plain'][-1]:6.1f}, Lightning "
+            f"{speeds['lightning'][-1]:6.1f} images/s ({order[0]} first)",
+            flush=True,
+        )
+    plain = statistics.mean(speeds["plain"])
+    lightning = statistics.mean(speeds["lightning"])
+    print(f"(b) plain PyTorch loop  {plain:8.1f} images/s")
     print(
         f"(a) Lightning Trainer   {lightning:8.1f} images/s  {lightning / plain:5.3f}x of (b)"
-        f"  (torch threads after fit: {torch.get_num_threads()})",
-        flush=True,
+        f"  (torch threads after fit: {torch.get_num_threads()})"
     )
 
 

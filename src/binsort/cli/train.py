@@ -62,7 +62,8 @@ def _to_config(options: dict[str, Any]) -> dict[str, Any]:
 def _fold_line(index: int, result) -> None:
     acc = result.best_row.get("val_accuracy")
     console.print(
-        f"fold {index}: best val accuracy {acc:.4f} at epoch {result.best_epoch} "
+        f"fold {index}: val accuracy {acc:.4f} at best epoch {result.best_epoch} "
+        f"(by {result.monitor}) "
         f"({result.seconds:.0f} s) -> {result.best_checkpoint}",
         highlight=False,
     )
@@ -107,9 +108,10 @@ def summary_table(result) -> Table:
             f"{result.train_size} / {result.val_size} / {result.test_size}",
         ),
         ("epochs run", str(result.epochs_run)),
-        ("best epoch", fmt(result.best_epoch, "d")),
-        ("best val accuracy", fmt(best.get("val_accuracy"))),
-        ("best val loss", fmt(best.get("val_loss"))),
+        # "Best" is by --save-monitor; the other metric is that epoch's, not its own best.
+        ("best epoch", f"{fmt(result.best_epoch, 'd')} (by {result.monitor})"),
+        ("val accuracy at best", fmt(best.get("val_accuracy"))),
+        ("val loss at best", fmt(best.get("val_loss"))),
         ("best checkpoint", str(result.best_checkpoint or "-")),
         ("last checkpoint", str(result.last_checkpoint or "-")),
         ("time per epoch", fmt(result.seconds_per_epoch, ".1f") + " s"),

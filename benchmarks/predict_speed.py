@@ -1,0 +1,57 @@
+"""Throughput of ``binsort predict`` on a folder: ONNX against PyTorch, decoding threads.
+
+Classifies every photo under ``folder`` with ``binsort.predict.predict_photos`` (start-up
+excluded: see cold_start.py for that), once per model and worker count, and prints photos/s
+and each setting's ratio to the first one measured.
+
+    python benchmarks/predict_speed.py data/trashnet160 \
+        --checkpoint runs/x/version_0/checkpoints/best.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from binsort.bins import load_bin_map
+from binsort.predict import find_photos, load_model, predict_photos
+
+
+def photos_per_second(model, photos, workers: int, batch: int) -> float:
+    bin_map = load_bin_map("psu", classes=model.classes)
+    start = time.perf_counter()
+    rows = list(predict_photos(photos, model, bin_map, batch=batch, workers=workers))
+    elapsed = time.perf_counter() - start
+    assert all(r.error is None for r in rows), [r.error for r in rows if r.error][:3]
+    return len(rows) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder")
+    parser.add_argument("--checkpoint", help="also the same model as a checkpoint (PyTorch)")
+    parser.add_argument("--limit", type=int, default=600, help="photos to classify")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 4])
+    args = parser.parse_args()
+
+    photos = list(find_photos([args.folder]))[: args.limit]
+    models = {"default model (ONNX)": load_model(None)}
+    if args.checkpoint:
+        models["checkpoint (PyTorch)"] = load_model(args.checkpoint)
+    # One untimed pass: fills the OS file cache and warms both runtimes.
+    for model in models.values():
+        photos_per_second(model, photos[: args.batch * 2], workers=0, batch=args.batch)
+    results = {}
+    for name, model in models.items():
+        for workers in args.workers:
+            results[(name, workers)] = photos_per_second(model, photos, workers, args.batch)
+    base = next(iter(results.values()))
+    print(f"{len(photos)} photos from {args.folder}, batch {args.batch}")
+    print(f"{'model':<24} {'workers':>7} {'photos/s':>9} {'ratio':>7}")
+    for (name, workers), speed in results.items():
+        print(f"{name:<24} {workers:>7} {speed:9.1f} {speed / base:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

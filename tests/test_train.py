@@ -230,3 +230,22 @@ def test_docs_list_every_training_option():
     text = (Path(__file__).parents[1] / "docs" / "train.md").read_text()
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f"`--{dash(f.name)}`" not in text]
     assert not missing, f"docs/train.md lacks {missing}"
+
+
+def test_weights_from_a_binsort_checkpoint_carry_every_tensor(trained_runs):
+    """A second training stage starts from a run's checkpoint (how the default model was made):
+    every tensor of the network is taken, none left at its fresh value."""
+    from binsort.models.checkpoint import load_members
+    from binsort.models.factory import build_model, load_weights, weights_info
+
+    checkpoint = trained_runs[0].last_checkpoint
+    member = load_members(checkpoint)[0]
+    trained = member.model.net.state_dict()
+    state, mean, std = weights_info(str(checkpoint))
+    fresh = build_model("resnet18", len(member.classes), [0.5] * 3, [0.5] * 3)
+
+    left_fresh = load_weights(fresh.net, state)
+
+    assert left_fresh == [] and mean is None and std is None
+    for name, tensor in fresh.net.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name

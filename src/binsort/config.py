@@ -84,7 +84,8 @@ class TrainConfig:
     model: str = _opt("resnet18", "torchvision classification model name.", MODEL)
     weights: str | None = _opt(
         None,
-        "Start from weights: a torchvision weights name (needs internet) or a state-dict file.",
+        "Start from weights: a torchvision weights name (needs internet), a state-dict file "
+        "or a binsort checkpoint.",
         MODEL,
     )
     freeze_epochs: int = _opt(0, "Train only the classifier head for this many epochs.", MODEL)

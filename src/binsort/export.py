@@ -26,7 +26,7 @@ from torch import nn
 
 from binsort.errors import BinsortError
 from binsort.models.checkpoint import LoadedModel, load_members
-from binsort.onnx_model import METADATA_KEY, OnnxModel
+from binsort.onnx_model import METADATA_KEY, OnnxModel, input_name
 
 METADATA_FORMAT = "binsort-onnx"
 OPSET = 17  # supported by every onnxruntime release of the last three years
@@ -41,10 +41,6 @@ class ExportResult:
     members: int
     max_difference: float  # largest |onnxruntime - torch| over a random check batch
     bytes: int
-
-
-def input_name(size: int) -> str:
-    return f"images_{size}"
 
 
 def export_onnx(

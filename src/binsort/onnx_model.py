@@ -23,8 +23,15 @@ METADATA_KEY = "binsort"  # the metadata entry binsort.export writes
 ONNX_TTA_MODES = ("none", "flip")
 
 
+def input_name(size: int) -> str:
+    """The graph input that takes images of ``size`` px (one per distinct member size)."""
+    return f"images_{size}"
+
+
 class OnnxModel:
     """An exported binsort model: ``classes``, ``input_size`` and ``probabilities(images)``."""
+
+    tta_modes = ONNX_TTA_MODES  # flip5crop resamples inside PyTorch: not in the graph
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -52,7 +59,7 @@ class OnnxModel:
                 f"{self.path}: an ONNX model without binsort's metadata (classes, input sizes); "
                 "make it with binsort export"
             ) from None
-        expected = {f"images_{s}" for s in self.input_sizes}
+        expected = {input_name(s) for s in self.input_sizes}
         if {i.name for i in self.session.get_inputs()} != expected:
             raise BinsortError(f"{self.path}: its inputs do not match its metadata")
         self.members = list(self.metadata.get("members", []))
@@ -78,7 +85,7 @@ class OnnxModel:
             raise BinsortError(
                 f"--tta {tta} is not available with an ONNX model (use none or flip)"
             )
-        feeds = {f"images_{s}": to_batch(images, s) for s in self.input_sizes}
+        feeds = {input_name(s): to_batch(images, s) for s in self.input_sizes}
         if tta == "none":
             return self.run(feeds)
         # The same views as binsort.inference: as is, flipped left-right, flipped upside down.

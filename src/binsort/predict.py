@@ -67,7 +67,9 @@ def default_model_path() -> Path | None:
 
 class TorchModel:
     """Checkpoint or ensemble-file members run by PyTorch: the same interface as ``OnnxModel``
-    (``classes``, ``input_size``, ``describe()``, ``probabilities(images, tta)``)."""
+    (``classes``, ``input_size``, ``tta_modes``, ``describe()``, ``probabilities(images, tta)``)."""
+
+    tta_modes = TTA_MODES
 
     def __init__(self, path: str | Path) -> None:
         from binsort.models.checkpoint import load_members
@@ -154,8 +156,10 @@ def predict_photos(
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
     if tta not in TTA_MODES:
         raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-    if tta == "flip5crop" and not isinstance(model, TorchModel):
-        raise BinsortError("--tta flip5crop needs a checkpoint; an ONNX model has none or flip")
+    if tta not in model.tta_modes:
+        raise BinsortError(
+            f"--tta {tta} needs a checkpoint; an ONNX model has {' or '.join(model.tta_modes)}"
+        )
     bin_map.check_classes(model.classes)
     bins = [bin_map.bin_for(c) for c in model.classes]
     return _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta)

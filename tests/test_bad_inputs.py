@@ -123,15 +123,7 @@ USABLE = {
 TINY_TRAIN = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and lose much on a busy CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

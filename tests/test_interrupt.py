@@ -44,13 +44,7 @@ def binsort_command() -> list[str]:
     return [sys.executable, "-c", "from binsort.cli import main; main()"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and lose much on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def start(*args: str) -> subprocess.Popen:

@@ -18,12 +18,13 @@ minutes on one core::
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
+from functools import partial
 
 import lightning as L
 import torch
+from rounds import alternating_rounds
 
 from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from binsort.models.factory import build_model
@@ -142,21 +143,14 @@ def main() -> None:
         f"{args.warmup} warm-up + {args.steps} timed steps",
         flush=True,
     )
-    # Alternate which side goes first, so that a drift in machine speed (the other core's load,
-    # allocator warm-up) does not favour one side; the figures are the means over rounds.
-    speeds: dict[str, list[float]] = {"plain": [], "lightning": []}
-    for round_ in range(args.rounds):
-        order = ["plain", "lightning"] if round_ % 2 == 0 else ["lightning", "plain"]
-        for side in order:
-            measure = plain_speed if side == "plain" else lightning_speed
-            speeds[side].append(measure(cfg, batches, args.warmup, args.steps))
-        print(
-            f"round {round_ + 1}: plain {speeds['plain'][-1]:6.1f}, Lightning "
-            f"{speeds['lightning'][-1]:6.1f} images/s ({order[0]} first)",
-            flush=True,
-        )
-    plain = statistics.mean(speeds["plain"])
-    lightning = statistics.mean(speeds["lightning"])
+    means = alternating_rounds(
+        {
+            "plain": partial(plain_speed, cfg, batches, args.warmup, args.steps),
+            "Lightning": partial(lightning_speed, cfg, batches, args.warmup, args.steps),
+        },
+        args.rounds,
+    )
+    plain, lightning = means["plain"], means["Lightning"]
     print(f"(b) plain PyTorch loop  {plain:8.1f} images/s")
     print(
         f"(a) Lightning Trainer   {lightning:8.1f} images/s  {lightning / plain:5.3f}x of (b)"

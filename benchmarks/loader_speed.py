@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
+from rounds import alternating_rounds
 
 from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from binsort.data.datamodule import BinDataModule
@@ -112,8 +112,6 @@ def main() -> None:
         f"{args.rounds} rounds",
         flush=True,
     )
-    # Every measurement once per round, in reverse order every other round, so that a drift in
-    # machine speed (the other core's load) does not favour the ones measured first.
     model_cfg = config(args.roots[0], 0)
     measures = {
         "model, compute only": partial(model_speed, model_cfg, classes, args.warmup, args.steps)
@@ -124,20 +122,9 @@ def main() -> None:
             measures[f"loader {root}, {workers} workers"] = partial(
                 loader_speed, cfg, args.warmup, args.batches
             )
-    speeds: dict[str, list[float]] = {label: [] for label in measures}
-    for round_ in range(args.rounds):
-        labels = list(measures) if round_ % 2 == 0 else list(reversed(measures))
-        for label in labels:
-            speeds[label].append(measures[label]())
-        print(
-            f"round {round_ + 1}: "
-            + ", ".join(f"{speeds[label][-1]:.1f}" for label in measures)
-            + " images/s (in the order below)",
-            flush=True,
-        )
-    model = statistics.mean(speeds["model, compute only"])
-    for label, values in speeds.items():
-        speed = statistics.mean(values)
+    means = alternating_rounds(measures, args.rounds)
+    model = means["model, compute only"]
+    for label, speed in means.items():
         print(f"{label:<44}{speed:8.1f} images/s  {speed / model:5.2f}x of model")
 
 

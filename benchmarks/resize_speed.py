@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
+from rounds import alternating_rounds
 
 from binsort.data.resize import resize_folder, target_size
 
@@ -86,18 +87,11 @@ def main() -> None:
         # trials (page cache, first writes into new folders), which would favour the second side.
         for side in ("naive", "binsort"):
             speed(side)
-        speeds: dict[str, list[float]] = {"naive": [], "binsort": []}
-        for round_ in range(args.rounds):
-            order = ["naive", "binsort"] if round_ % 2 == 0 else ["binsort", "naive"]
-            for side in order:
-                speeds[side].append(speed(side))
-            print(
-                f"round {round_ + 1}: naive {speeds['naive'][-1]:6.1f}, resize_folder "
-                f"{speeds['binsort'][-1]:6.1f} images/s ({order[0]} first)",
-                flush=True,
-            )
-        naive = statistics.mean(speeds["naive"])
-        binsort = statistics.mean(speeds["binsort"])
+        means = alternating_rounds(
+            {"naive": partial(speed, "naive"), "resize_folder": partial(speed, "binsort")},
+            args.rounds,
+        )
+        naive, binsort = means["naive"], means["resize_folder"]
         print(f"naive PIL loop, 1 process     {naive:8.1f} images/s")
         print(
             f"resize_folder, workers={args.workers:<4}  {binsort:8.1f} images/s"

@@ -37,6 +37,22 @@ def test_one_epoch_end_to_end_writes_a_self_describing_run(image_folder, tmp_pat
     assert ckpt["hyper_parameters"]["split"]["test"] == split["test"]
 
 
+def test_split_seed_gives_ensemble_members_one_split_and_their_own_weights(image_folder, tmp_path):
+    common = ["--epochs", "1", "--limit-batches", "1", "--test-split", "0.25", "--split-seed", "5"]
+    for seed in ("1", "2"):
+        result = train(image_folder, tmp_path, *common, "--seed", seed, "--name", f"s{seed}")
+        assert result.exit_code == 0, result.output
+    splits = [json.loads((run_dir(tmp_path, n) / "split.json").read_text()) for n in ("s1", "s2")]
+    assert splits[0]["seed"] == splits[1]["seed"] == 5
+    assert all(splits[0][k] == splits[1][k] for k in ("train", "val", "test"))
+    states = [
+        torch.load(run_dir(tmp_path, n) / "checkpoints" / "last.ckpt", weights_only=True)
+        for n in ("s1", "s2")
+    ]
+    name = next(k for k in states[0]["state_dict"] if k.endswith("conv1.weight"))
+    assert not torch.equal(states[0]["state_dict"][name], states[1]["state_dict"][name])
+
+
 def test_augmentation_and_loss_options(image_folder, tmp_path):
     result = train(
         image_folder,

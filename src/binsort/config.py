@@ -55,6 +55,12 @@ class TrainConfig:
     # --- data ---
     root: str | None = _opt(None, "ImageFolder root: one sub-folder of images per class.", DATA)
     seed: int = _opt(42, "Seed for the split, the sampler, augmentation and initialisation.", DATA)
+    split_seed: int | None = _opt(
+        None,
+        "Seed for the train/validation/test split only (default: --seed). Ensemble members "
+        "trained with one --split-seed and different --seed values share one held-out split.",
+        DATA,
+    )
     workers: int = _opt(2, "DataLoader worker processes (0 loads in the main process).", DATA)
     split: float = _opt(0.1, "Validation fraction of the images left after the test split.", DATA)
     test_split: float = _opt(
@@ -204,6 +210,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise BinsortError(message)
+
+    @property
+    def effective_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only, so that checkpoints load with ``weights_only=True``."""

@@ -119,7 +119,7 @@ def fit(
         train_paths, val_paths = recorded_split["train"], recorded_split["val"]
         test_paths = recorded_split.get("test", [])
     else:
-        split = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.seed)
+        split = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed)
         train_paths, val_paths, test_paths = split.train, split.val, split.test
     train_samples = select(images.samples, train_paths)
     val_samples = select(images.samples, val_paths)
@@ -147,7 +147,7 @@ def fit(
     std = list(std or IMAGENET_STD)
     split_record = {
         "root": str(Path(cfg.root).resolve()),
-        "seed": cfg.seed,
+        "seed": cfg.effective_split_seed,
         "train": train_paths,
         "val": val_paths,
         "test": test_paths,
@@ -246,7 +246,7 @@ def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> 
         raise BinsortError("--root is required: the ImageFolder to train on")
     images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
     require_every_class(images)
-    outer = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.seed)
+    outer = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed)
     held_out = set(outer.test)
     pool = [s for s in images.samples if s[0] not in held_out]
     smallest = min(sum(1 for _, label in pool if label == c) for c in range(len(images.classes)))
@@ -255,7 +255,7 @@ def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> 
             f"--folds {cfg.folds}: needs 2 to {smallest} folds (the smallest class has "
             f"{smallest} images outside the test split)"
         )
-    kfold = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    kfold = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.effective_split_seed)
     labels = [label for _, label in pool]
     results = []
     for index, (train_idx, val_idx) in enumerate(kfold.split(pool, labels)):

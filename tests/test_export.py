@@ -156,3 +156,24 @@ def test_flip5crop_needs_a_checkpoint(trained_runs, photos: Path, tmp_path: Path
     out = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "m.onnx").path
     result = runner.invoke(app, ["predict", str(photos), "-m", str(out), "--tta", "flip5crop"])
     assert result.exit_code == 1 and "flip5crop needs a checkpoint" in result.output
+
+
+def test_half_weights_halve_the_file_and_keep_the_answers(
+    trained_runs, photos: Path, tmp_path: Path
+) -> None:
+    checkpoint = trained_runs[0].last_checkpoint
+    full = export_onnx(checkpoint, tmp_path / "full.onnx")
+
+    result = runner.invoke(
+        app, ["export", str(checkpoint), "-o", str(tmp_path / "half.onnx"), "--half"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "float16 weights" in result.output
+    half = tmp_path / "half.onnx"
+    assert half.stat().st_size < 0.55 * full.bytes
+    assert OnnxModel(half).metadata["weights"] == "float16"
+    expected, got = predict_csv(full.path, photos), predict_csv(half, photos)
+    assert [r["class"] for r in got] == [r["class"] for r in expected]
+    for a, b in zip(expected, got, strict=True):
+        assert abs(float(a["probability"]) - float(b["probability"])) < 1e-2

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Train one member of the default model: shufflenet_v2_x1_0 from scratch in three stages,
+# 128 px, then 160 px, then 192 px (each stage starts from the previous stage's last weights
+# with a fresh cosine schedule). Every member uses the same --split-seed 42 split, so the
+# ensemble can be scored on a test split none of its members saw; --seed SEED gives each
+# member its own initialisation, batch order and augmentation.
+#
+# usage: scripts/default-member.sh SEED [FIRST_STAGE]
+# needs: binsort resize ../shared/data/trashnet data/trashnet160 --size 160
+#        binsort resize ../shared/data/trashnet data/trashnet224 --size 224
+# Runs go to runs/member-SEED-{128,160,192}/version_0. To pin a member to one core of a
+# 2-core machine (two members side by side): OMP_NUM_THREADS=1 taskset -c 0 scripts/...
+set -euo pipefail
+seed=${1:?usage: scripts/default-member.sh SEED [FIRST_STAGE]}
+first=${2:-1}
+binsort=${BINSORT:-.venv/bin/binsort}
+name=member-$seed
+common=(--model shufflenet_v2_x1_0 --cache --channels-last --batch 32 --opt adamw
+  --weight-decay 0.05 --scheduler cosine --label-smoothing 0.1 --split 0.1 --test-split 0.15
+  --split-seed 42 --seed "$seed" --workers 0)
+last() { echo "runs/$name-$1/version_0/checkpoints/last.ckpt"; }
+
+if [ "$first" -le 1 ]; then
+  "$binsort" train --root data/trashnet160 --name "$name-128" --input-size 128 --epochs 90 \
+    --lr 2e-3 --warmup-epochs 3 --aug-scale 0.2 "${common[@]}"
+fi
+if [ "$first" -le 2 ]; then
+  "$binsort" train --root data/trashnet160 --name "$name-160" --input-size 160 --epochs 35 \
+    --weights "$(last 128)" --lr 1e-3 --warmup-epochs 2 --aug-scale 0.25 "${common[@]}"
+fi
+if [ "$first" -le 3 ]; then
+  "$binsort" train --root data/trashnet224 --name "$name-192" --input-size 192 --epochs 30 \
+    --weights "$(last 160)" --lr 5e-4 --warmup-epochs 2 --aug-scale 0.25 "${common[@]}"
+fi

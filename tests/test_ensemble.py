@@ -85,6 +85,36 @@ def test_pack_round_trips_and_loads_weights_only(trained_runs: list, tmp_path: P
     assert torch.equal(probabilities(members, images), probabilities(originals, images))
 
 
+def test_input_size_feeds_members_another_size(trained_runs: list, tmp_path: Path) -> None:
+    ckpt = str(trained_runs[0].last_checkpoint)
+    out = tmp_path / "ens.pt"
+
+    result = runner.invoke(app, ["ensemble", ckpt, "-o", str(out), "--input-size", "40"])
+
+    assert result.exit_code == 0, result.output
+    assert "40 px" in result.output
+    (member,) = load_members(out)
+    assert member.input_size == 40
+    assert member.hparams["config"]["input_size"] == 32  # the training size stays on record
+    split = member.split
+    images = [open_rgb(Path(split["root"]) / p) for p in split["test"][:4]]
+    original = load_members(ckpt)
+    assert not torch.allclose(probabilities([member], images), probabilities(original, images))
+    bad = runner.invoke(app, ["ensemble", ckpt, "-o", str(tmp_path / "b.pt"), "--input-size", "4"])
+    assert bad.exit_code == 1 and "--input-size must be" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "b.pt").exists()
+
+
+def test_a_damaged_member_input_size_is_refused(trained_runs: list, tmp_path: Path) -> None:
+    out = tmp_path / "ens.pt"
+    runner.invoke(app, ["ensemble", str(trained_runs[0].last_checkpoint), "-o", str(out)])
+    data = torch.load(out, weights_only=True)
+    data["members"][0]["input_size"] = -3
+    torch.save(data, out)
+    with pytest.raises(BinsortError, match="input size"):
+        load_members(out)
+
+
 def test_refuses_to_overwrite_without_force(trained_runs: list, tmp_path: Path) -> None:
     ckpt = str(trained_runs[0].last_checkpoint)
     out = tmp_path / "ens.pt"

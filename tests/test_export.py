@@ -36,8 +36,7 @@ def mixed_ensemble(trained_runs, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """Two members at 32 px and one at 24 px (resnet18 takes any size), temperatures set."""
     a, b = (load_members(run.last_checkpoint)[0] for run in trained_runs)
     small = copy.copy(b)
-    small.hparams = copy.deepcopy(b.hparams)
-    small.hparams["config"]["input_size"] = 24
+    small.input_size = 24  # what binsort ensemble --input-size 24 does
     small.temperature = 1.7
     a.temperature = 0.8
     path = tmp_path_factory.mktemp("mixed") / "mixed.ensemble"

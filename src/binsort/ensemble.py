@@ -29,7 +29,7 @@ from binsort.evaluate import (
     temperature_warnings,
 )
 from binsort.metrics import accuracy, nll
-from binsort.models.checkpoint import save_ensemble
+from binsort.models.checkpoint import MAX_INPUT, MIN_INPUT, save_ensemble
 
 SELECTIONS = ("none", "greedy")
 
@@ -112,6 +112,7 @@ def build_ensemble(
     root: str | Path | None = None,
     split: str | Path | None = None,
     calibrate: bool = False,
+    input_size: int | None = None,
     max_steps: int | None = None,
     patience: int = 3,
     tta: str = "none",
@@ -129,6 +130,13 @@ def build_ensemble(
     if out.is_dir():
         raise BinsortError(f"{out} is a folder; -o wants a file name such as ensemble.pt")
     candidates = load_candidates(checkpoints)
+    if input_size is not None:
+        if not MIN_INPUT <= input_size <= MAX_INPUT:
+            raise BinsortError(f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels")
+        # Before calibration and selection, so that both see what inference will feed.
+        candidates = [
+            replace(c, member=replace(c.member, input_size=input_size)) for c in candidates
+        ]
     needs_data = select == "greedy" or calibrate
     if needs_data and root is None and split is None:
         raise BinsortError(

@@ -119,7 +119,9 @@ def fit(
         train_paths, val_paths = recorded_split["train"], recorded_split["val"]
         test_paths = recorded_split.get("test", [])
     else:
-        split = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed)
+        split = stratified_split(
+            images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed
+        )
         train_paths, val_paths, test_paths = split.train, split.val, split.test
     train_samples = select(images.samples, train_paths)
     val_samples = select(images.samples, val_paths)

@@ -48,6 +48,15 @@ def ensemble(
         bool,
         typer.Option(help="Fit each model's temperature on the validation images and store it."),
     ] = False,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Feed every member images of this size instead of its training size. "
+            "Models trained on random crops often score higher slightly above it; pick the "
+            "size on validation images (docs/evaluate.md).",
+            show_default=False,
+        ),
+    ] = None,
     max_steps: Annotated[
         int | None,
         typer.Option(
@@ -96,6 +105,7 @@ def ensemble(
             root=root,
             split=split,
             calibrate=calibrate,
+            input_size=input_size,
             max_steps=max_steps,
             patience=patience,
             tta=tta,
@@ -108,10 +118,11 @@ def ensemble(
     if result.selection is not None:
         console.print(steps_table(result.selection))
     table = Table(title=f"Members of {output}", title_justify="left")
-    for name in ("member", "architecture", "weight", "temperature"):
+    for name in ("member", "architecture", "input", "weight", "temperature"):
         table.add_column(name)
     for c in result.members:
-        table.add_row(c.name, c.member.arch, str(c.weight), f"{c.member.temperature:.3f}")
+        size = f"{c.member.input_size} px"
+        table.add_row(c.name, c.member.arch, size, str(c.weight), f"{c.member.temperature:.3f}")
     console.print(table)
     if result.skipped:
         err_console.print(f"[yellow]left out {len(result.skipped)} unusable file(s)[/]")

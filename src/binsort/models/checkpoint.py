@@ -6,8 +6,10 @@ reads it with ``weights_only=True`` and rebuilds the plain ``nn.Module`` from th
 
 An ensemble file (``save_ensemble``) packs several members in one file of the same kind:
 ``{"format": "binsort-ensemble", "version": 1, "classes": [...], "members": [{"hyper_parameters":
-..., "state_dict": <the nn.Module's own keys>, "temperature": T}, ...]}``. ``load_members``
-accepts either kind and returns the members.
+..., "state_dict": <the nn.Module's own keys>, "temperature": T, "input_size": S}, ...]}``.
+``input_size`` is the size the member is fed at inference; it may differ from the size it
+trained at (``config.input_size``, kept as it was): see ``binsort ensemble --input-size``.
+``load_members`` accepts either kind and returns the members.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from binsort.errors import BinsortError
 from binsort.models.factory import build_model
 
 REQUIRED = ("config", "classes", "mean", "std")
+MIN_INPUT, MAX_INPUT = 8, 4096  # pixels; beyond these a size is a damaged file, not a choice
 ENSEMBLE_FORMAT = "binsort-ensemble"
 
 
@@ -198,14 +201,16 @@ def load_members(path: str | Path) -> list[LoadedModel]:
         temperature = member.get("temperature", 1.0)
         if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
             raise BinsortError(f"{where}: damaged ensemble file (temperature {temperature!r})")
-        loaded.append(
-            _build(
-                hparams,
-                member.get("state_dict"),
-                where,
-                temperature=float(temperature),
-            )
-        )
+        built = _build(hparams, member.get("state_dict"), where, temperature=float(temperature))
+        size = member.get("input_size", built.input_size)
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or not MIN_INPUT <= size <= MAX_INPUT
+        ):
+            raise BinsortError(f"{where}: damaged ensemble file (input size {size!r})")
+        built.input_size = size
+        loaded.append(built)
     check_same_classes(loaded)
     return loaded
 
@@ -234,6 +239,7 @@ def save_ensemble(members: list[LoadedModel], path: str | Path) -> Path:
                 "hyper_parameters": m.hparams,
                 "state_dict": m.model.state_dict(),
                 "temperature": float(m.temperature),
+                "input_size": int(m.input_size),
             }
             for m in members
         ],

@@ -36,9 +36,9 @@ from binsort.onnx_model import METADATA_KEY, OnnxModel, input_name
 METADATA_FORMAT = "binsort-onnx"
 OPSET = 17  # supported by every onnxruntime release of the last three years
 TOLERANCE = 1e-4  # on probabilities; fp32 kernels of two runtimes differ by ~1e-6
-# float16 keeps 11 significant bits (relative rounding <= 4.9e-4 per weight). Through the
-# default model that moved probabilities by 1e-4 on the random check batch and by up to 8e-3
-# on the 321 test photos, none of whose answers changed (docs/export.md).
+# float16 keeps 11 significant bits (relative rounding <= 4.9e-4 per weight). Through this
+# project's models that moved probabilities by at most 1e-4 on the random check batch and
+# 8e-3 on the 321 test photos, none of whose answers changed (docs/export.md).
 HALF_TOLERANCE = 1e-2
 
 

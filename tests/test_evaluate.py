@@ -79,6 +79,27 @@ def test_split_scores_the_recorded_test_list(trained_runs: list, tmp_path: Path)
     assert result.exit_code == 0, result.output
 
 
+def test_part_val_scores_the_recorded_validation_list(
+    trained_runs: list, held_out: Path, tmp_path: Path
+) -> None:
+    run = trained_runs[0]
+    result = run_evaluate(
+        run.best_checkpoint, "--split", run.run_dir, "--part", "val", "-o", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    split = json.loads((Path(run.run_dir) / "split.json").read_text())
+    assert metrics["source"] == "split val list"
+    assert metrics["images"] == len(split["val"]) and split["val"] != split["test"]
+    # Validation images are also what --calibrate fits on: scoring them too is refused.
+    both = run_evaluate(
+        run.best_checkpoint, "--split", run.run_dir, "--part", "val", "--calibrate", "-o", tmp_path
+    )
+    assert both.exit_code == 1 and "Traceback" not in both.output
+    folder = run_evaluate(run.best_checkpoint, "--root", held_out, "--part", "val", "-o", tmp_path)
+    assert folder.exit_code == 1 and "needs --split" in folder.output
+
+
 def test_ensemble_of_identical_members_equals_the_member(
     trained_runs: list, held_out: Path
 ) -> None:

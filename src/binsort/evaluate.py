@@ -50,6 +50,9 @@ from binsort.models.checkpoint import (
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 SAMPLE_GRID = 24  # images in samples.png: mistakes first, then correct ones
+# Which list of a recorded split evaluate scores: the held-out test list, or the validation
+# list, for choices (input size, members) that must not look at the test list.
+SPLIT_PARTS = ("test", "val")
 
 
 @dataclass
@@ -411,7 +414,7 @@ def classification_text(probs: torch.Tensor, labels: torch.Tensor, classes: list
 class Evaluation:
     classes: list[str]
     images: ImageSet  # what was scored (root, relative paths, labels, skipped files)
-    source: str  # "folder" or "split test list"
+    source: str  # "folder", "split test list" or "split val list"
     average: str
     tta: str
     calibrated: bool
@@ -457,6 +460,7 @@ def evaluate(
     calibration_root: str | Path | None = None,
     allow_overlap: bool = False,
     report_model: int | None = None,
+    part: str = "test",
     batch_size: int = 32,
     workers: int = 0,
     progress: Progress | None = None,
@@ -464,7 +468,8 @@ def evaluate(
     """Score each model (and with ``ensemble``, their mean) on a folder or a recorded split.
 
     ``root`` is an ImageFolder; ``split`` a run folder or checkpoint whose recorded test list
-    is scored (``root`` then overrides the split's image root). ``calibrate`` fits a
+    (or with ``part="val"`` its validation list) is scored (``root`` then overrides the split's
+    image root). ``calibrate`` fits a
     temperature per model on ``calibration_root`` (or the split's validation list) first.
     """
     if average not in AVERAGES:
@@ -476,8 +481,12 @@ def evaluate(
     count = len(candidates)
     if report_model is not None and not 0 <= report_model < count:
         raise BinsortError(f"--report-model must be a row index from 0 to {count - 1}")
+    if part not in SPLIT_PARTS:
+        raise BinsortError(f"--part must be one of {', '.join(SPLIT_PARTS)}, got {part!r}")
+    if part != "test" and split is None:
+        raise BinsortError(f"--part {part} needs --split RUN_DIR (a --root folder is scored whole)")
     recorded = read_split(split) if split is not None else None
-    images = image_set(classes, root, recorded, "test", workers=max(2, workers))
+    images = image_set(classes, root, recorded, part, workers=max(2, workers))
     warnings = guard_overlap(candidates, images, allow_overlap, "evaluated")
 
     members = [c.member for c in candidates]
@@ -530,7 +539,7 @@ def evaluate(
     return Evaluation(
         classes=classes,
         images=images,
-        source="split test list" if recorded is not None else "folder",
+        source=f"split {part} list" if recorded is not None else "folder",
         average=average,
         tta=tta,
         calibrated=calibrate,

@@ -33,6 +33,13 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    part: Annotated[
+        Literal["test", "val"],
+        typer.Option(
+            help="Which list of --split to score: test, or val to choose settings (input "
+            "size, members) without looking at the test list."
+        ),
+    ] = "test",
     ensemble: Annotated[
         bool, typer.Option(help="Add a row for the mean of all models' probabilities.")
     ] = False,
@@ -106,6 +113,7 @@ def evaluate(
             calibration_root=calibration_root,
             allow_overlap=allow_overlap,
             report_model=report_model,
+            part=part,
             batch_size=batch,
             workers=workers,
             progress=lambda done, total: progress.update(task, completed=done, total=total),

@@ -25,6 +25,16 @@ TTA_MODES = ("none", "flip", "flip5crop")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Square input sizes, in pixels: training, ensemble --input-size and stored ensemble members.
+# Above MAX_INPUT a stored size is a damaged file rather than a choice.
+MIN_INPUT, MAX_INPUT = 8, 4096
+
+
+def input_size_ok(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and MIN_INPUT <= value <= MAX_INPUT
+    )
+
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "exp", "plateau", "cosine")
@@ -173,7 +183,7 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.folds == 0 or self.folds >= 2, "--folds must be 0 (off) or at least 2"),
             (self.batch >= 1, "--batch must be at least 1"),
-            (self.input_size >= 8, "--input-size must be at least 8 pixels"),
+            (self.input_size >= MIN_INPUT, f"--input-size must be at least {MIN_INPUT} pixels"),
             (self.workers >= 0, "--workers cannot be negative"),
             (0.0 <= self.test_split < 1.0, "--test-split must be in [0, 1)"),
             (0.0 < self.split < 1.0, "--split must be in (0, 1): training needs a validation set"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from binsort.config import MAX_INPUT, MIN_INPUT, input_size_ok
 from binsort.errors import BinsortError
 from binsort.evaluate import (
     Candidate,
@@ -29,7 +30,7 @@ from binsort.evaluate import (
     temperature_warnings,
 )
 from binsort.metrics import accuracy, nll
-from binsort.models.checkpoint import MAX_INPUT, MIN_INPUT, save_ensemble
+from binsort.models.checkpoint import save_ensemble
 
 SELECTIONS = ("none", "greedy")
 
@@ -131,7 +132,7 @@ def build_ensemble(
         raise BinsortError(f"{out} is a folder; -o wants a file name such as ensemble.pt")
     candidates = load_candidates(checkpoints)
     if input_size is not None:
-        if not MIN_INPUT <= input_size <= MAX_INPUT:
+        if not input_size_ok(input_size):
             raise BinsortError(f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels")
         # Before calibration and selection, so that both see what inference will feed.
         candidates = [

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from binsort.config import input_size_ok
 from binsort.errors import BinsortError
 from binsort.models.factory import build_model
 
 REQUIRED = ("config", "classes", "mean", "std")
-MIN_INPUT, MAX_INPUT = 8, 4096  # pixels; beyond these a size is a damaged file, not a choice
 ENSEMBLE_FORMAT = "binsort-ensemble"
 
 
@@ -203,11 +203,7 @@ def load_members(path: str | Path) -> list[LoadedModel]:
             raise BinsortError(f"{where}: damaged ensemble file (temperature {temperature!r})")
         built = _build(hparams, member.get("state_dict"), where, temperature=float(temperature))
         size = member.get("input_size", built.input_size)
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, int)
-            or not MIN_INPUT <= size <= MAX_INPUT
-        ):
+        if not input_size_ok(size):
             raise BinsortError(f"{where}: damaged ensemble file (input size {size!r})")
         built.input_size = size
         loaded.append(built)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +14,12 @@ from binsort.errors import BinsortError
 
 console = Console()
 err_console = Console(stderr=True)
+
+# Scoring options shared by evaluate and ensemble, so their help and defaults cannot drift.
+Batch = Annotated[int, typer.Option(help="Images per batch.")]
+Workers = Annotated[
+    int, typer.Option(help="DataLoader worker processes (0 decodes in this process).")
+]
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import console, err_console, user_errors
+from binsort.cli._common import Batch, Workers, console, err_console, user_errors
 
 
 def ensemble(
@@ -73,10 +73,8 @@ def ensemble(
     allow_overlap: Annotated[
         bool, typer.Option(help="Use validation images a model was trained on anyway.")
     ] = False,
-    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    workers: Annotated[
-        int, typer.Option(help="DataLoader worker processes (0 decodes in this process).")
-    ] = 0,
+    batch: Batch = 32,
+    workers: Workers = 0,
 ) -> None:
     """Combine models into one ensemble file that evaluate (and predict) load like a checkpoint.
 

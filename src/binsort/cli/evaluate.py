@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import console, err_console, user_errors
+from binsort.cli._common import Batch, Workers, console, err_console, user_errors
 
 CHECKPOINTS = typer.Argument(
     help="Checkpoints (.ckpt) or ensemble files; an ensemble file adds each of its members.",
@@ -77,10 +77,8 @@ def evaluate(
         bool,
         typer.Option(help="Score images a model was trained on anyway (with a warning)."),
     ] = False,
-    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    workers: Annotated[
-        int, typer.Option(help="DataLoader worker processes (0 decodes in this process).")
-    ] = 0,
+    batch: Batch = 32,
+    workers: Workers = 0,
 ) -> None:
     """Score models on an ImageFolder (--root) or a run's held-out test list (--split).
 

@@ -86,6 +86,23 @@ def test_ensemble_of_two_input_sizes(mixed_ensemble: Path, photos: Path, tmp_pat
     assert_same_answers(predict_csv(mixed_ensemble, photos), predict_csv(result.path, photos))
 
 
+def test_a_repeated_member_is_stored_once_with_its_weight(
+    trained_runs, photos: Path, tmp_path: Path
+) -> None:
+    """Greedy selection stores a member chosen twice twice; the graph holds it once."""
+    a, b = (load_members(run.last_checkpoint)[0] for run in trained_runs)
+    weighted = save_ensemble([a, b, a], tmp_path / "aba.ensemble")
+    plain = export_onnx(save_ensemble([a, b], tmp_path / "ab.ensemble"), tmp_path / "ab.onnx")
+
+    result = export_onnx(weighted, tmp_path / "aba.onnx")
+
+    assert result.members == 2
+    assert [m["weight"] for m in OnnxModel(result.path).members] == [2, 1]
+    assert result.bytes < plain.bytes * 1.01  # not a third copy of a's weights
+    # The PyTorch path runs a twice; the graph weights it twice: the same answers.
+    assert_same_answers(predict_csv(weighted, photos), predict_csv(result.path, photos))
+
+
 def test_preprocessing_matches_the_eval_transform() -> None:
     """The numpy path feeds the ONNX model the very pixels torchvision feeds the checkpoint."""
     rng = np.random.default_rng(0)

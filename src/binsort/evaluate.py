@@ -43,6 +43,7 @@ from binsort.models.checkpoint import (
     ENSEMBLE_FORMAT,
     LoadedModel,
     check_same_classes,
+    distinct_members,
     hyperparameters,
     load_members,
     read_checkpoint,
@@ -65,13 +66,6 @@ class Candidate:
     parameters: int = 0
 
 
-def _same_member(a: LoadedModel, b: LoadedModel) -> bool:
-    if a.arch != b.arch or a.temperature != b.temperature or a.input_size != b.input_size:
-        return False
-    sa, sb = a.model.state_dict(), b.model.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
 def display_names(paths: list[Path]) -> list[str]:
     """The shortest path tails that tell the paths apart (two runs' ``last.ckpt`` clash)."""
     names = [p.name for p in paths]
@@ -88,21 +82,12 @@ def load_candidates(paths: list[str | Path]) -> list[Candidate]:
     """Load checkpoints and ensemble files; identical members of a file become one weighted."""
     if not paths:
         raise BinsortError("give at least one checkpoint or ensemble file")
-    groups: list[list[LoadedModel]] = []
-    for path in paths:
-        mine: list[list[LoadedModel]] = []
-        for member in load_members(path):
-            same = next((g for g in mine if _same_member(g[0], member)), None)
-            if same is None:
-                mine.append([member])
-            else:
-                same.append(member)
-        groups += mine
-    check_same_classes([g[0] for g in groups])
-    names = display_names([g[0].path for g in groups])
+    groups = [g for path in paths for g in distinct_members(load_members(path))]
+    check_same_classes([m for m, _ in groups])
+    names = display_names([m.path for m, _ in groups])
     return [
-        Candidate(g[0], name, len(g), sum(p.numel() for p in g[0].model.parameters()))
-        for g, name in zip(groups, names, strict=True)
+        Candidate(m, name, weight, sum(p.numel() for p in m.model.parameters()))
+        for (m, weight), name in zip(groups, names, strict=True)
     ]
 
 

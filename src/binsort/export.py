@@ -3,7 +3,8 @@
 The exported graph takes [0, 1] images, one input per distinct member input size
 (``images_128``, ``images_160``, ...), each ``[N, 3, S, S]`` float32, and returns
 ``probabilities`` ``[N, C]``: the mean over members of softmax(logits / temperature), the same
-answer as ``binsort.inference``. Normalisation is inside the graph, as it is inside the model.
+answer as ``binsort.inference``. A member stored several times (greedy selection's weights) is
+in the graph once, with its weight. Normalisation is inside the graph, as it is inside the model.
 One input per size, rather than resizing inside the graph, keeps the pixels each member sees
 identical to what the PyTorch path feeds it (PIL's antialiased resize of the photo).
 
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from binsort.errors import BinsortError
-from binsort.models.checkpoint import LoadedModel, load_members
+from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 from binsort.onnx_model import METADATA_KEY, OnnxModel, input_name
 
 METADATA_FORMAT = "binsort-onnx"
@@ -69,7 +70,7 @@ def export_onnx(
         raise BinsortError(f"{output} exists; pass --force to replace it")
     if not output.parent.is_dir():
         raise BinsortError(f"{output.parent}: no such folder")
-    members = load_members(model)
+    members = distinct_members(load_members(model))
     graph = EnsembleGraph(members).eval()
     sizes = graph.sizes
     generator = torch.Generator().manual_seed(seed)
@@ -77,11 +78,16 @@ def export_onnx(
     metadata = {
         "format": METADATA_FORMAT,
         "version": 1,
-        "classes": members[0].classes,
+        "classes": members[0][0].classes,
         "input_sizes": sizes,
         "members": [
-            {"arch": m.arch, "input_size": m.input_size, "temperature": m.temperature}
-            for m in members
+            {
+                "arch": m.arch,
+                "input_size": m.input_size,
+                "temperature": m.temperature,
+                "weight": weight,
+            }
+            for m, weight in members
         ],
         "source": Path(model).name,
         "weights": "float16" if half else "float32",
@@ -118,7 +124,7 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
     return ExportResult(
         path=output,
-        classes=list(members[0].classes),
+        classes=list(members[0][0].classes),
         input_sizes=sizes,
         members=len(members),
         max_difference=difference,
@@ -175,18 +181,21 @@ def _add_metadata(path: Path, metadata: dict) -> None:
 
 
 class EnsembleGraph(nn.Module):
-    """Members in one module: an input per input size in, mean of tempered softmaxes out."""
+    """Members in one module: an input per input size in, weighted mean of tempered softmaxes
+    out. ``members`` pairs each distinct member with its weight (``distinct_members``)."""
 
-    def __init__(self, members: list[LoadedModel]) -> None:
+    def __init__(self, members: list[tuple[LoadedModel, int]]) -> None:
         super().__init__()
-        self.nets = nn.ModuleList(m.model for m in members)
-        self.sizes = sorted({m.input_size for m in members})
-        self.slots = [self.sizes.index(m.input_size) for m in members]
-        self.temperatures = [float(m.temperature) for m in members]
+        self.nets = nn.ModuleList(m.model for m, _ in members)
+        self.sizes = sorted({m.input_size for m, _ in members})
+        self.slots = [self.sizes.index(m.input_size) for m, _ in members]
+        self.temperatures = [float(m.temperature) for m, _ in members]
+        total = sum(weight for _, weight in members)
+        self.shares = [weight / total for _, weight in members]
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        members = zip(self.nets, self.slots, self.temperatures, self.shares, strict=True)
         probs = [
-            torch.softmax(net(images[slot]) / t, dim=1)
-            for net, slot, t in zip(self.nets, self.slots, self.temperatures, strict=True)
+            torch.softmax(net(images[slot]) / t, dim=1) * share for net, slot, t, share in members
         ]
-        return torch.stack(probs).mean(0)
+        return torch.stack(probs).sum(0)

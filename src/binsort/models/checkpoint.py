@@ -211,6 +211,29 @@ def load_members(path: str | Path) -> list[LoadedModel]:
     return loaded
 
 
+def same_member(a: LoadedModel, b: LoadedModel) -> bool:
+    """Whether two loaded members compute the same thing (a repeat in an ensemble file)."""
+    if a.arch != b.arch or a.temperature != b.temperature or a.input_size != b.input_size:
+        return False
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def distinct_members(members: list[LoadedModel]) -> list[tuple[LoadedModel, int]]:
+    """Each distinct member once, with the number of times it appears (its weight).
+
+    Greedy selection stores a member chosen twice twice; running it once and weighting its
+    answer gives the same mean for half the work."""
+    groups: list[list[LoadedModel]] = []
+    for member in members:
+        same = next((g for g in groups if same_member(g[0], member)), None)
+        if same is None:
+            groups.append([member])
+        else:
+            same.append(member)
+    return [(g[0], len(g)) for g in groups]
+
+
 def check_same_classes(members: list[LoadedModel]) -> list[str]:
     classes = members[0].classes
     for member in members[1:]:

@@ -3,6 +3,7 @@
 Runs each file on the same batch per graph input, alternating in rounds, and prints images/s
 and the ratio of the second file to the first. A float16-weight file casts its weights to
 float32 inside the graph; ONNX Runtime folds those casts at load, so the ratio should be ~1.
+The same holds for an ``export --int8`` file (its DequantizeLinear nodes fold the same way).
 
     python benchmarks/half_speed.py model-fp32.onnx model-half.onnx --threads 1
 """

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from binsort.cli import app
 from binsort.data.transforms import eval_transform
-from binsort.export import export_onnx
+from binsort.export import INT8_TOLERANCE, export_onnx
 from binsort.models.checkpoint import load_members, save_ensemble
 from binsort.onnx_model import OnnxModel, to_batch
 from conftest import make_image_folder
@@ -193,3 +193,34 @@ def test_half_weights_halve_the_file_and_keep_the_answers(
     assert [r["class"] for r in got] == [r["class"] for r in expected]
     for a, b in zip(expected, got, strict=True):
         assert abs(float(a["probability"]) - float(b["probability"])) < 1e-2
+
+
+def test_int8_weights_quarter_the_file_and_stay_close(
+    trained_runs, photos: Path, tmp_path: Path
+) -> None:
+    checkpoint = trained_runs[0].last_checkpoint
+    full = export_onnx(checkpoint, tmp_path / "full.onnx")
+
+    result = runner.invoke(
+        app, ["export", str(checkpoint), "-o", str(tmp_path / "int8.onnx"), "--int8"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "int8 weights" in result.output
+    small = tmp_path / "int8.onnx"
+    assert small.stat().st_size < 0.3 * full.bytes
+    assert OnnxModel(small).metadata["weights"] == "int8"
+    expected, got = predict_csv(full.path, photos), predict_csv(small, photos)
+    assert [r["path"] for r in got] == [r["path"] for r in expected]
+    for a, b in zip(expected, got, strict=True):
+        assert abs(float(a["probability"]) - float(b["probability"])) < INT8_TOLERANCE
+
+
+def test_half_and_int8_together_are_refused(trained_runs, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["export", str(trained_runs[0].last_checkpoint), "-o", str(out), "--half", "--int8"]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 1 and "choose one" in result.output
+    assert not out.exists()

@@ -1,0 +1,57 @@
+"""What storing the weights smaller (``export --half``, ``--int8``) does to a model's answers.
+
+Runs ONNX files of one model on the same images (a run's recorded test list, read from
+--root) and prints, per file: its size, its accuracy, the largest probability difference from
+the first file and how many answers differ from the first file's.
+
+    python benchmarks/export_accuracy.py fp32.onnx half.onnx int8.onnx \
+        --split runs/shuffle-192/version_0 --root ../shared/data/trashnet
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from binsort.data.images import open_rgb
+from binsort.evaluate import image_set, read_split
+from binsort.onnx_model import OnnxModel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "models", type=Path, nargs="+", help="ONNX files; the first is the reference"
+    )
+    parser.add_argument("--split", type=Path, required=True, help="a run folder or checkpoint")
+    parser.add_argument("--root", type=Path, help="where the split's images are (originals)")
+    parser.add_argument("--part", default="test", choices=["test", "val"])
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+
+    models = [OnnxModel(p) for p in args.models]
+    images = image_set(models[0].classes, args.root, read_split(args.split), args.part)
+    labels = np.array(images.labels)
+    probs = []
+    for model in models:
+        chunks = []
+        for start in range(0, len(images.samples), args.batch):
+            batch = images.samples[start : start + args.batch]
+            # As predict decodes: at a reduced JPEG scale where that still covers the input.
+            photos = [open_rgb(images.root / p, min_side=model.input_size) for p, _ in batch]
+            chunks.append(model.probabilities(photos))
+        probs.append(np.concatenate(chunks))
+    print(f"{len(labels)} images ({args.part} list of {args.split}, from {images.root})")
+    print(f"{'file':<28} {'MB':>6} {'accuracy %':>10} {'max |p - p0|':>12} {'changed':>7}")
+    for path, p in zip(args.models, probs, strict=True):
+        accuracy = 100 * float((p.argmax(1) == labels).mean())
+        difference = float(np.abs(p - probs[0]).max())
+        changed = int((p.argmax(1) != probs[0].argmax(1)).sum())
+        size = path.stat().st_size / 1e6
+        print(f"{path.name:<28} {size:6.2f} {accuracy:10.2f} {difference:12.1e} {changed:7d}")
+
+
+if __name__ == "__main__":
+    main()

@@ -163,68 +163,71 @@ def _check(path: Path, feeds: dict, expected, tolerance: float) -> float:
     return difference
 
 
-def _weights_to_half(path: Path) -> None:
-    """Store every float32 initializer as float16, with a Cast back to float32 before use."""
-    import numpy as np
+def _rewrite_weights(path: Path, convert) -> None:
+    """Replace float32 initializers by ``convert(name, values)``'s smaller stored form.
+
+    ``convert`` returns None to keep a tensor as it is, or the initializers to store and the
+    node that turns them back into the float32 tensor ``name`` (placed before every use).
+    """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     proto = onnx.load(str(path))
     graph = proto.graph
-    casts = []
+    kept, restore = [], []
     for init in graph.initializer:
-        if init.data_type != TensorProto.FLOAT:
-            continue
-        name = init.name
-        values = numpy_helper.to_array(init)
-        if not np.isfinite(values.astype(np.float16)).all():
-            continue  # beyond float16's range (65504): keep it exact
-        init.CopyFrom(numpy_helper.from_array(values.astype(np.float16), f"{name}.fp16"))
-        casts.append(helper.make_node("Cast", [init.name], [name], to=TensorProto.FLOAT))
+        converted = None
+        if init.data_type == TensorProto.FLOAT:
+            converted = convert(init.name, numpy_helper.to_array(init))
+        if converted is None:
+            kept.append(init)
+        else:
+            kept += converted[0]
+            restore.append(converted[1])
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     nodes = list(graph.node)
     del graph.node[:]
-    graph.node.extend(casts + nodes)
+    graph.node.extend(restore + nodes)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
+
+
+def _weights_to_half(path: Path) -> None:
+    """Store every float32 initializer as float16, with a Cast back to float32 before use."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def half(name: str, values):
+        if not np.isfinite(values.astype(np.float16)).all():
+            return None  # beyond float16's range (65504): keep it exact
+        stored = numpy_helper.from_array(values.astype(np.float16), f"{name}.fp16")
+        return [stored], helper.make_node("Cast", [stored.name], [name], to=TensorProto.FLOAT)
+
+    _rewrite_weights(path, half)
 
 
 def _weights_to_int8(path: Path) -> None:
     """Store every float32 weight of 2+ dimensions as int8 with a per-output-channel scale."""
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    proto = onnx.load(str(path))
-    graph = proto.graph
-    dequantize = []
-    for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT or len(init.dims) < 2:
-            continue
-        name = init.name
-        values = numpy_helper.to_array(init)
+    def int8(name: str, values):
+        if values.ndim < 2:
+            return None  # biases and other vectors: small, and sensitive to rounding
         largest = np.abs(values.reshape(values.shape[0], -1)).max(axis=1)
         scale = np.where(largest > 0, largest / 127, 1).astype(np.float32)
         shape = (-1,) + (1,) * (values.ndim - 1)
         quantized = np.clip(np.round(values / scale.reshape(shape)), -127, 127).astype(np.int8)
-        init.CopyFrom(numpy_helper.from_array(quantized, f"{name}.int8"))
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(scale, f"{name}.scale"),
-                numpy_helper.from_array(
-                    np.zeros_like(quantized, shape=scale.shape), f"{name}.zero"
-                ),
-            ]
-        )
-        dequantize.append(
-            helper.make_node(
-                "DequantizeLinear", [init.name, f"{name}.scale", f"{name}.zero"], [name], axis=0
-            )
-        )
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(dequantize + nodes)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+        stored = [
+            numpy_helper.from_array(quantized, f"{name}.int8"),
+            numpy_helper.from_array(scale, f"{name}.scale"),
+            numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}.zero"),
+        ]
+        node = helper.make_node("DequantizeLinear", [t.name for t in stored], [name], axis=0)
+        return stored, node
+
+    _rewrite_weights(path, int8)
 
 
 def _add_metadata(path: Path, metadata: dict) -> None:

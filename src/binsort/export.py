@@ -50,7 +50,6 @@ HALF_TOLERANCE = 1e-2
 # default model that moved probabilities by 3e-4 on the random check batch, but by up to 9e-2
 # on real photos, where 3 of 321 answers changed (docs/export.md): a looser bound than half's.
 INT8_TOLERANCE = 5e-2
-WEIGHT_FORMATS = ("float32", "float16", "int8")
 
 
 @dataclass
@@ -61,8 +60,7 @@ class ExportResult:
     members: int
     max_difference: float  # largest |onnxruntime - torch| over a random check batch
     bytes: int
-    half: bool = False
-    weights: str = "float32"  # one of WEIGHT_FORMATS
+    weights: str = "float32"  # how the file stores them: float32, float16 (half) or int8
 
 
 def export_onnx(
@@ -147,7 +145,6 @@ def export_onnx(
         members=len(members),
         max_difference=difference,
         bytes=output.stat().st_size,
-        half=half,
         weights=weights,
     )
 

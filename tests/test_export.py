@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -84,6 +85,12 @@ def test_ensemble_of_two_input_sizes(mixed_ensemble: Path, photos: Path, tmp_pat
     assert [m["temperature"] for m in model.members] == [0.8, 1.0, 1.7]
     assert "ensemble of 3" in model.describe()
     assert_same_answers(predict_csv(mixed_ensemble, photos), predict_csv(result.path, photos))
+    # Internal tensors get short names (module paths cost ~115 kB a member); the interface not.
+    graph = onnx.load(str(result.path)).graph
+    assert [v.name for v in graph.input] == ["images_24", "images_32"]
+    assert [v.name for v in graph.output] == ["probabilities"]
+    internal = [n for node in graph.node for n in node.output if n != "probabilities"]
+    assert internal and all(len(n) <= 6 and "/" not in n for n in internal)
 
 
 def test_a_repeated_member_is_stored_once_with_its_weight(

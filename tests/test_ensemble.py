@@ -140,6 +140,21 @@ def test_greedy_cli_with_calibration(trained_runs: list, tmp_path: Path) -> None
     members = load_members(out)
     assert 1 <= len(members) <= 4
     assert all(m.temperature != 1.0 for m in members)
+    assert "the factor that calibrates their mean" in result.output
+
+
+def test_calibrate_scales_the_kept_members_temperatures_by_one_factor(
+    trained_runs: list, tmp_path: Path
+) -> None:
+    ckpts = [r.last_checkpoint for r in trained_runs]
+    val = make_image_folder(tmp_path / "val", per_class=4, size=(36, 36), seed=6)
+
+    result = build_ensemble(ckpts, tmp_path / "e.pt", calibrate=True, root=val)
+
+    assert result.scale is not None and result.scale > 0
+    alone = [c.member.temperature for c in result.candidates]  # each member's own fit
+    stored = [m.temperature for m in load_members(result.path)]
+    assert stored == pytest.approx([t * result.scale for t in alone])
 
 
 def test_greedy_on_a_run_split_guards_against_training_images(

@@ -145,6 +145,9 @@ def test_calibrate_on_the_split_validation_list(trained_runs: list, tmp_path: Pa
     model = metrics["models"][0]
     assert metrics["calibrated"] and model["temperature"] != 1.0
     assert model["ece_before"] is not None and metrics["ensemble"]["ece_before"] is not None
+    # The ensemble row's T is the factor its members' temperatures share; one member at its
+    # own fitted temperature needs none.
+    assert metrics["ensemble"]["temperature"] == pytest.approx(1.0, abs=0.02)
 
 
 def test_calibrate_needs_images(trained_runs: list, held_out: Path) -> None:

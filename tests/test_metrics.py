@@ -14,6 +14,7 @@ from binsort.metrics import (
     averaged,
     confusion_matrix,
     expected_calibration_error,
+    fit_shared_scale,
     fit_temperature,
     nll,
     one_vs_rest,
@@ -100,6 +101,29 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
     assert fit_temperature(torch.log_softmax(3 * z, 1), labels) == pytest.approx(
         fit_temperature(3 * z, labels), rel=1e-4
     )
+
+
+def ensemble_nll(logits: list[torch.Tensor], temps: list[float], labels: torch.Tensor) -> float:
+    mean = torch.stack([torch.softmax(lg / t, 1) for lg, t in zip(logits, temps, strict=True)])
+    return nll(mean.mean(0), labels)
+
+
+def test_shared_scale_sharpens_the_mean_of_members_calibrated_alone() -> None:
+    """Five members see the true logits through independent noise. Each calibrated alone,
+    their mean is under-confident; one shared factor below 1 fixes it."""
+    g = torch.Generator().manual_seed(3)
+    z = 2 * torch.randn(4000, 4, generator=g)
+    labels = torch.multinomial(torch.softmax(z, 1), 1, generator=g).squeeze(1)
+    logits = [z + 1.5 * torch.randn(z.shape, generator=g) for _ in range(5)]
+    temps = [fit_temperature(lg, labels) for lg in logits]
+
+    scale = fit_shared_scale(logits, temps, [1] * 5, labels)
+
+    assert scale < 0.9
+    scaled = [t * scale for t in temps]
+    assert ensemble_nll(logits, scaled, labels) < ensemble_nll(logits, temps, labels) - 0.01
+    # One member at its own temperature needs no factor.
+    assert fit_shared_scale(logits[:1], temps[:1], [1], labels) == pytest.approx(1.0, abs=0.01)
 
 
 def test_one_vs_rest_matches_sklearn_and_is_null_without_positives() -> None:

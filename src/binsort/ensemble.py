@@ -5,8 +5,9 @@
 members that help, by greedy forward selection with replacement (Caruana et al. 2004):
 start empty, repeatedly add the candidate that most improves the accuracy of the mean
 probabilities (ties: lower NLL), and keep the best prefix. A member chosen twice counts twice
-in the mean. ``calibrate`` fits each candidate's temperature on the same validation set first
-and stores it in the file. ``select_greedy`` works on a probability tensor alone.
+in the mean. ``calibrate`` fits each candidate's temperature on the same validation set first,
+then one factor on the kept members' temperatures that calibrates their mean, and stores
+the results in the file. ``select_greedy`` works on a probability tensor alone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from binsort.errors import BinsortError
 from binsort.evaluate import (
     Candidate,
     Progress,
-    fit_temperatures,
+    calibrate_members,
     guard_overlap,
     image_set,
     load_candidates,
@@ -103,6 +104,7 @@ class EnsembleResult:
     images: int = 0  # validation images used (selection, calibration)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scale: float | None = None  # with calibrate: the factor the members' temperatures share
 
 
 def build_ensemble(
@@ -152,22 +154,34 @@ def build_ensemble(
         result.warnings = guard_overlap(candidates, images, allow_overlap, "validation")
         if calibrate:
             members = [c.member for c in candidates]
-            temps = fit_temperatures(members, images, batch_size, workers)
+            calibration = calibrate_members(members, images, batch_size, workers)
+            temps = calibration.temperatures
             result.warnings += temperature_warnings(candidates, temps)
             candidates = [
                 replace(c, member=replace(c.member, temperature=t))
                 for c, t in zip(candidates, temps, strict=True)
             ]
             result.candidates = result.members = candidates
+        chosen = list(range(len(candidates)))
+        weights = [c.weight for c in candidates]
         if select == "greedy":
             members = [c.member for c in candidates]
             probs = run_models(members, images, tta, batch_size, workers, progress).probs
             labels = torch.tensor(images.labels)
             names = [c.name for c in candidates]
             result.selection = select_greedy(probs, labels, max_steps, patience, names)
-            chosen = result.selection.chosen
+            picks = result.selection.chosen
+            chosen = sorted(set(picks))
+            weights = [picks.count(i) for i in chosen]
             result.members = [
-                replace(candidates[i], weight=chosen.count(i)) for i in sorted(set(chosen))
+                replace(candidates[i], weight=w) for i, w in zip(chosen, weights, strict=True)
+            ]
+        if calibrate:
+            # Last, on the members actually kept: their mean is what predict will return.
+            temps, result.scale = calibration.for_ensemble(chosen, weights)
+            result.members = [
+                replace(c, member=replace(c.member, temperature=t))
+                for c, t in zip(result.members, temps, strict=True)
             ]
     members = [c.member for c in result.members for _ in range(c.weight)]
     out.parent.mkdir(parents=True, exist_ok=True)

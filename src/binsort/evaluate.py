@@ -34,6 +34,7 @@ from binsort.metrics import (
     averaged,
     confusion_matrix,
     expected_calibration_error,
+    fit_shared_scale,
     fit_temperature,
     nll,
     one_vs_rest,
@@ -278,9 +279,26 @@ def run_models(
     return Outputs(torch.stack([torch.cat(c) for c in chunks]), seconds)
 
 
-def fit_temperatures(
+@dataclass
+class Calibration:
+    """Temperatures fitted on calibration images, and what fits an ensemble's shared factor."""
+
+    temperatures: list[float]  # each member's own fit
+    logits: list[torch.Tensor]  # per member, log-probabilities at T = 1 on the images
+    labels: torch.Tensor
+
+    def for_ensemble(self, indices: list[int], weights: list[int]) -> tuple[list[float], float]:
+        """The temperatures of members ``indices`` (counted ``weights`` times) in one mean:
+        each member's own, times the factor that calibrates their mean (``fit_shared_scale``)."""
+        temps = [self.temperatures[i] for i in indices]
+        logits = [self.logits[i] for i in indices]
+        scale = fit_shared_scale(logits, temps, weights, self.labels)
+        return [t * scale for t in temps], scale
+
+
+def calibrate_members(
     members: list[LoadedModel], images: ImageSet, batch_size: int = 32, workers: int = 0
-) -> list[float]:
+) -> Calibration:
     """Per member, the temperature that minimises the NLL on ``images`` (no TTA).
 
     The logits are recovered as log-probabilities at T = 1 (the same up to a per-image
@@ -290,7 +308,8 @@ def fit_temperatures(
     plain = [replace(m, temperature=1.0) for m in members]
     out = run_models(plain, images, "none", batch_size, workers)
     labels = torch.tensor(images.labels)
-    return [fit_temperature(p.clamp(min=1e-30).log(), labels) for p in out.probs]
+    logits = [p.clamp(min=1e-30).log() for p in out.probs]
+    return Calibration([fit_temperature(lg, labels) for lg in logits], logits, labels)
 
 
 def temperature_warnings(candidates: list[Candidate], temperatures: list[float]) -> list[str]:
@@ -325,7 +344,8 @@ class Scores:
     confusion_matrix: list[list[int]]
     roc_auc: dict[str, float | None]
     average_precision: dict[str, float | None]
-    temperature: float | None = None  # None: the ensemble row (members have their own)
+    # A model's fitted T; for the calibrated ensemble row, the factor its members' T share.
+    temperature: float | None = None
     ece_before: float | None = None  # before calibration, when --calibrate
     weight: int = 1
 
@@ -475,6 +495,7 @@ def evaluate(
     warnings = guard_overlap(candidates, images, allow_overlap, "evaluated")
 
     members = [c.member for c in candidates]
+    weights = [c.weight for c in candidates]
     if calibrate:
         if calibration_root is None and recorded is None:
             raise BinsortError("--calibrate needs --calibration-root DIR or --split RUN_DIR")
@@ -483,11 +504,18 @@ def evaluate(
         calib = image_set(classes, calib_root, part, "val", workers=max(2, workers))
         warnings += guard_overlap(candidates, calib, allow_overlap, "calibration")
         warnings += _check_disjoint(calib, images, allow_overlap)
-        temps = fit_temperatures(members, calib, batch_size, workers)
+        calibration = calibrate_members(members, calib, batch_size, workers)
+        temps = calibration.temperatures
         warnings += temperature_warnings(candidates, temps)
-        # The uncalibrated copies run too, for the "ECE before" column.
+        # The uncalibrated copies run too, for the "ECE before" column; with --ensemble, the
+        # members at the temperatures that calibrate their mean run a third time for its row.
         members = [replace(m, temperature=t) for m, t in zip(members, temps, strict=True)]
         members += [c.member for c in candidates]
+        if ensemble:
+            shared, ensemble_scale = calibration.for_ensemble(list(range(count)), weights)
+            members += [
+                replace(c.member, temperature=t) for c, t in zip(candidates, shared, strict=True)
+            ]
 
     out = run_models(members, images, tta, batch_size, workers, progress)
     labels = torch.tensor(images.labels)
@@ -501,24 +529,25 @@ def evaluate(
             s.ece_before = expected_calibration_error(out.probs[count + i], labels)
         rows.append(s)
     ens = None
-    weights = [c.weight for c in candidates]
+    ensemble_rows = slice(2 * count, 3 * count) if calibrate else slice(0, count)
     if ensemble:
         ens = score(
             "ensemble",
             f"{sum(weights)} members",
             sum(c.parameters for c in candidates),
-            weighted_mean(out.probs[:count], weights),
+            weighted_mean(out.probs[ensemble_rows], weights),
             labels,
             classes,
             sum(out.seconds[:count]),
         )
         if calibrate:
-            before = weighted_mean(out.probs[count:], weights)
+            before = weighted_mean(out.probs[count : 2 * count], weights)
             ens.ece_before = expected_calibration_error(before, labels)
+            ens.temperature = ensemble_scale
     if report_model is None and not ensemble:
         report_model = 0
     if report_model is None:
-        report_probs = weighted_mean(out.probs[:count], weights)
+        report_probs = weighted_mean(out.probs[ensemble_rows], weights)
     else:
         report_probs = out.probs[report_model]
     return Evaluation(

@@ -126,6 +126,39 @@ def fit_temperature(
     return math.exp(_golden_min(loss, math.log(low), math.log(high)))
 
 
+def fit_shared_scale(
+    logits: list[torch.Tensor],
+    temperatures: list[float],
+    weights: list[int],
+    labels: torch.Tensor,
+) -> float:
+    """The factor s that minimises the NLL of the weighted mean of softmax(logits_i / (T_i s)).
+
+    Members calibrated one by one make an under-confident mean: where they disagree, the mean
+    spreads probability that each member, alone, rightly kept. One factor shared by all the
+    members corrects the mean and keeps their temperatures' ratios. The NLL of a mean is not
+    always unimodal in s, so a coarse grid finds the basin and golden section refines it;
+    s = 1 (the members as fitted) wins if nothing is better. Every T_i s stays within
+    ``TEMPERATURE_RANGE``.
+    """
+    stacked = torch.stack([lg.double() for lg in logits])  # [M, N, C]
+    t = torch.tensor(temperatures, dtype=torch.float64).view(-1, 1, 1)
+    w = torch.tensor(weights, dtype=torch.float64).view(-1, 1, 1) / sum(weights)
+    labels = labels.long()
+
+    def loss(log_s: float) -> float:
+        mean = (torch.softmax(stacked / (t * math.exp(log_s)), dim=2) * w).sum(0)
+        return float(torch.nn.functional.nll_loss(mean.clamp(min=1e-300).log(), labels))
+
+    # Every scaled temperature stays within the range a single fit searches.
+    low = math.log(TEMPERATURE_RANGE[0] / min(temperatures))
+    high = math.log(TEMPERATURE_RANGE[1] / max(temperatures))
+    grid = [low + (high - low) * i / 40 for i in range(41)]
+    best = min(range(len(grid)), key=lambda i: loss(grid[i]))
+    log_s = _golden_min(loss, grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)])
+    return math.exp(log_s) if loss(log_s) < loss(0.0) else 1.0
+
+
 def one_vs_rest(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float | None]]:
     """Per-class ROC AUC and average precision, one class against the rest.
 

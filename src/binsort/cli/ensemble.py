@@ -122,6 +122,12 @@ def ensemble(
         size = f"{c.member.input_size} px"
         table.add_row(c.name, c.member.arch, size, str(c.weight), f"{c.member.temperature:.3f}")
     console.print(table)
+    if result.scale is not None:
+        console.print(
+            f"temperatures: each member's own fit x {result.scale:.3f}, the factor that "
+            "calibrates their mean",
+            highlight=False,
+        )
     if result.skipped:
         err_console.print(f"[yellow]left out {len(result.skipped)} unusable file(s)[/]")
     total = sum(c.weight for c in result.members)

@@ -474,8 +474,9 @@ def evaluate(
 
     ``root`` is an ImageFolder; ``split`` a run folder or checkpoint whose recorded test list
     (or with ``part="val"`` its validation list) is scored (``root`` then overrides the split's
-    image root). ``calibrate`` fits a
-    temperature per model on ``calibration_root`` (or the split's validation list) first.
+    image root). ``calibrate`` fits a temperature per model on ``calibration_root`` (or the
+    split's validation list) first and, for the ensemble row, one factor those temperatures
+    share that calibrates the mean (``Calibration.for_ensemble``).
     """
     if average not in AVERAGES:
         raise BinsortError(f"--average must be one of {', '.join(AVERAGES)}, got {average!r}")

@@ -34,15 +34,17 @@ def main() -> None:
     models = [OnnxModel(p) for p in args.models]
     images = image_set(models[0].classes, args.root, read_split(args.split), args.part)
     labels = np.array(images.labels)
-    probs = []
-    for model in models:
-        chunks = []
-        for start in range(0, len(images.samples), args.batch):
-            batch = images.samples[start : start + args.batch]
-            # As predict decodes: at a reduced JPEG scale where that still covers the input.
-            photos = [open_rgb(images.root / p, min_side=model.input_size) for p, _ in batch]
-            chunks.append(model.probabilities(photos))
-        probs.append(np.concatenate(chunks))
+    chunks: list[list[np.ndarray]] = [[] for _ in models]
+    for start in range(0, len(images.samples), args.batch):
+        batch = images.samples[start : start + args.batch]
+        decoded: dict[int, list] = {}  # one decode per input size, shared by the files
+        for model, out in zip(models, chunks, strict=True):
+            size = model.input_size
+            if size not in decoded:
+                # As predict decodes: at a reduced JPEG scale where that still covers the input.
+                decoded[size] = [open_rgb(images.root / p, min_side=size) for p, _ in batch]
+            out.append(model.probabilities(decoded[size]))
+    probs = [np.concatenate(c) for c in chunks]
     print(f"{len(labels)} images ({args.part} list of {args.split}, from {images.root})")
     print(f"{'file':<28} {'MB':>6} {'accuracy %':>10} {'max |p - p0|':>12} {'changed':>7}")
     for path, p in zip(args.models, probs, strict=True):

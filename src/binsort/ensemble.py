@@ -157,10 +157,7 @@ def build_ensemble(
             calibration = calibrate_members(members, images, batch_size, workers)
             temps = calibration.temperatures
             result.warnings += temperature_warnings(candidates, temps)
-            candidates = [
-                replace(c, member=replace(c.member, temperature=t))
-                for c, t in zip(candidates, temps, strict=True)
-            ]
+            candidates = _with_temperatures(candidates, temps)
             result.candidates = result.members = candidates
         chosen = list(range(len(candidates)))
         weights = [c.weight for c in candidates]
@@ -179,11 +176,15 @@ def build_ensemble(
         if calibrate:
             # Last, on the members actually kept: their mean is what predict will return.
             temps, result.scale = calibration.for_ensemble(chosen, weights)
-            result.members = [
-                replace(c, member=replace(c.member, temperature=t))
-                for c, t in zip(result.members, temps, strict=True)
-            ]
+            result.members = _with_temperatures(result.members, temps)
     members = [c.member for c in result.members for _ in range(c.weight)]
     out.parent.mkdir(parents=True, exist_ok=True)
     save_ensemble(members, out)
     return result
+
+
+def _with_temperatures(candidates: list[Candidate], temps: list[float]) -> list[Candidate]:
+    return [
+        replace(c, member=replace(c.member, temperature=t))
+        for c, t in zip(candidates, temps, strict=True)
+    ]

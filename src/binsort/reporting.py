@@ -59,7 +59,7 @@ def results_table(result: Evaluation) -> Table:
         if result.calibrated:
             temp = "-" if s.temperature is None else f"{s.temperature:.3f}"
             if s is result.ensemble and s.temperature is not None:
-                temp = f"x{s.temperature:.3f}"  # a factor on the members' own temperatures
+                temp = "x" + temp  # a factor on the members' own temperatures
             cells += [temp, _pct(s.ece_before)]
         return cells + [_pct(s.ece), f"{s.images_per_second:.1f}"]
 

@@ -59,9 +59,7 @@ def ensemble(
     ] = None,
     max_steps: Annotated[
         int | None,
-        typer.Option(
-            help="Most greedy steps [default: twice the number of models].", show_default=False
-        ),
+        typer.Option(help="Most greedy steps.", show_default="twice the number of models"),
     ] = None,
     patience: Annotated[
         int, typer.Option(help="Stop greedy selection after this many steps without gain.")

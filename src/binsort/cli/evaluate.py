@@ -65,9 +65,8 @@ def evaluate(
     report_model: Annotated[
         int | None,
         typer.Option(
-            help="Row (#) whose classification report and figures are made "
-            "[default: the ensemble with --ensemble, else row 0].",
-            show_default=False,
+            help="Row (#) whose classification report and figures are made.",
+            show_default="the ensemble with --ensemble, else row 0",
         ),
     ] = None,
     out: Annotated[

@@ -39,9 +39,8 @@ def predict(
         typer.Option(
             "--model",
             "-m",
-            help="A checkpoint (.ckpt), an ensemble file or an exported .onnx model "
-            "[default: the bundled model].",
-            show_default=False,
+            help="A checkpoint (.ckpt), an ensemble file or an exported .onnx model.",
+            show_default="the bundled model",
         ),
     ] = None,
     bins: Annotated[

@@ -1,8 +1,8 @@
 """What storing the weights smaller (``export --half``, ``--int8``) does to a model's answers.
 
 Runs ONNX files of one model on the same images (a run's recorded test list, read from
---root) and prints, per file: its size, its accuracy, the largest probability difference from
-the first file and how many answers differ from the first file's.
+--root) and prints, per file: its size, its accuracy and NLL, the largest probability
+difference from the first file and how many answers differ from the first file's.
 
     python benchmarks/export_accuracy.py fp32.onnx half.onnx int8.onnx \
         --split runs/shuffle-192/version_0 --root ../shared/data/trashnet
@@ -14,7 +14,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from binsort import metrics
 from binsort.data.images import open_rgb
 from binsort.evaluate import image_set, read_split
 from binsort.onnx_model import OnnxModel
@@ -46,13 +48,17 @@ def main() -> None:
             out.append(model.probabilities(decoded[size]))
     probs = [np.concatenate(c) for c in chunks]
     print(f"{len(labels)} images ({args.part} list of {args.split}, from {images.root})")
-    print(f"{'file':<28} {'MB':>6} {'accuracy %':>10} {'max |p - p0|':>12} {'changed':>7}")
+    print(
+        f"{'file':<28} {'MB':>6} {'accuracy %':>10} {'NLL':>6} {'max |p - p0|':>12} {'changed':>7}"
+    )
     for path, p in zip(args.models, probs, strict=True):
         accuracy = 100 * float((p.argmax(1) == labels).mean())
+        nll = metrics.nll(torch.from_numpy(p), torch.from_numpy(labels))
         difference = float(np.abs(p - probs[0]).max())
         changed = int((p.argmax(1) != probs[0].argmax(1)).sum())
         size = path.stat().st_size / 1e6
-        print(f"{path.name:<28} {size:6.2f} {accuracy:10.2f} {difference:12.1e} {changed:7d}")
+        figures = f"{size:6.2f} {accuracy:10.2f} {nll:6.4f} {difference:12.1e} {changed:7d}"
+        print(f"{path.name:<28} {figures}")
 
 
 if __name__ == "__main__":

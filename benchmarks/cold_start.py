@@ -5,7 +5,7 @@ each command's ratio to ``python -c "import torch, torchvision"`` measured in th
 ``binsort predict`` with the bundled ONNX model should not pay for torch at all.
 
     python benchmarks/cold_start.py examples/trashnet-sample/glass/glass_001.jpg \
-        --checkpoint runs/x/version_0/checkpoints/last.ckpt
+        --model runs/x/version_0/checkpoints/last.ckpt --model other.onnx
 """
 
 from __future__ import annotations
@@ -33,7 +33,14 @@ def wall(command: list[str], repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", help="a photo to classify")
-    parser.add_argument("--checkpoint", help="also time predict with this checkpoint (torch)")
+    parser.add_argument(
+        "--model",
+        "--checkpoint",
+        dest="models",
+        action="append",
+        default=[],
+        help="also time predict with this model (.onnx, or a checkpoint, which needs torch)",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
@@ -47,16 +54,15 @@ def main() -> None:
         "binsort --help": [binsort, "--help"],
         "binsort predict PHOTO (default ONNX model)": [binsort, "predict", args.photo],
     }
-    if args.checkpoint:
-        commands["binsort predict PHOTO --model CKPT (torch)"] = [
-            *(binsort, "predict", args.photo, "--model", args.checkpoint)
-        ]
+    for model in args.models:
+        name = f"binsort predict PHOTO --model {Path(model).name}"
+        commands[name] = [binsort, "predict", args.photo, "--model", model]
     times = {name: wall(cmd, args.repeat) for name, cmd in commands.items()}
     base = times['python -c "import torch, torchvision"']
     print(f"median of {args.repeat} cold runs each")
-    print(f"{'command':<46} {'seconds':>8} {'vs import torch':>16}")
+    print(f"{'command':<56} {'seconds':>8} {'vs import torch':>16}")
     for name, seconds in times.items():
-        print(f"{name:<46} {seconds:8.2f} {seconds / base:15.2f}x")
+        print(f"{name:<56} {seconds:8.2f} {seconds / base:15.2f}x")
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ excluded: see cold_start.py for that), once per model and worker count, and prin
 and each setting's ratio to the first one measured.
 
     python benchmarks/predict_speed.py data/trashnet160 \
-        --checkpoint runs/x/version_0/checkpoints/best.ckpt
+        --model runs/x/version_0/checkpoints/best.ckpt --model other.onnx
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from binsort.bins import load_bin_map
 from binsort.predict import find_photos, load_model, predict_photos
@@ -29,7 +30,14 @@ def photos_per_second(model, photos, workers: int, batch: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
-    parser.add_argument("--checkpoint", help="also the same model as a checkpoint (PyTorch)")
+    parser.add_argument(
+        "--model",
+        "--checkpoint",
+        dest="models",
+        action="append",
+        default=[],
+        help="also this model (.onnx, or a checkpoint or ensemble file, run by PyTorch)",
+    )
     parser.add_argument("--limit", type=int, default=600, help="photos to classify")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 4])
@@ -37,8 +45,9 @@ def main() -> None:
 
     photos = list(find_photos([args.folder]))[: args.limit]
     models = {"default model (ONNX)": load_model(None)}
-    if args.checkpoint:
-        models["checkpoint (PyTorch)"] = load_model(args.checkpoint)
+    for path in args.models:
+        runtime = "ONNX" if path.endswith(".onnx") else "PyTorch"
+        models[f"{Path(path).name} ({runtime})"] = load_model(path)
     # One untimed pass: fills the OS file cache and warms both runtimes.
     for model in models.values():
         photos_per_second(model, photos[: args.batch * 2], workers=0, batch=args.batch)
@@ -48,9 +57,9 @@ def main() -> None:
             results[(name, workers)] = photos_per_second(model, photos, workers, args.batch)
     base = next(iter(results.values()))
     print(f"{len(photos)} photos from {args.folder}, batch {args.batch}")
-    print(f"{'model':<24} {'workers':>7} {'photos/s':>9} {'ratio':>7}")
+    print(f"{'model':<34} {'workers':>7} {'photos/s':>9} {'ratio':>7}")
     for (name, workers), speed in results.items():
-        print(f"{name:<24} {workers:>7} {speed:9.1f} {speed / base:6.2f}x")
+        print(f"{name:<34} {workers:>7} {speed:9.1f} {speed / base:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -225,3 +225,52 @@ def test_half_and_int8_together_are_refused(trained_runs, tmp_path: Path) -> Non
 
     assert result.exit_code == 1 and "choose one" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tta", ["none", "flip5crop"])
+def test_evaluate_scores_an_exported_file_as_its_checkpoint(
+    trained_runs, tmp_path: Path, tta: str
+) -> None:
+    from binsort.evaluate import evaluate
+
+    run = trained_runs[0]
+    exported = export_onnx(run.last_checkpoint, tmp_path / "model.onnx").path
+
+    result = evaluate([run.last_checkpoint, exported], split=run.run_dir, tta=tta, calibrate=True)
+
+    checkpoint, onnx_row = result.rows
+    assert onnx_row.arch == "resnet18 (ONNX)"
+    assert onnx_row.accuracy == checkpoint.accuracy
+    assert onnx_row.confusion_matrix == checkpoint.confusion_matrix
+    assert abs(onnx_row.nll - checkpoint.nll) < 1e-4
+    # A temperature on the file's log-probabilities is one on the member's logits.
+    assert abs(onnx_row.temperature - checkpoint.temperature) < 1e-3
+    assert 0.9 * checkpoint.parameters < onnx_row.parameters <= checkpoint.parameters
+    assert [w for w in result.warnings if "model.onnx records no training split" in w]
+
+
+def test_evaluate_refuses_an_onnx_file_with_two_input_sizes(
+    mixed_ensemble: Path, photos: Path, tmp_path: Path
+) -> None:
+    exported = export_onnx(mixed_ensemble, tmp_path / "mixed.onnx").path
+
+    result = runner.invoke(app, ["evaluate", str(exported), "--root", str(photos)])
+
+    assert result.exit_code == 1
+    assert "different input sizes (24, 32)" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["ensemble", "export"])
+def test_commands_that_need_checkpoints_say_so_for_onnx(
+    trained_runs, tmp_path: Path, command: str
+) -> None:
+    exported = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "model.onnx").path
+
+    out = tmp_path / ("out.onnx" if command == "export" else "out.ensemble")
+
+    result = runner.invoke(app, [command, str(exported), "-o", str(out)])
+
+    assert result.exit_code == 1
+    assert "an exported ONNX model; this needs the checkpoint" in result.output
+    assert not out.exists()

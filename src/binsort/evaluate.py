@@ -49,6 +49,7 @@ from binsort.models.checkpoint import (
     load_members,
     read_checkpoint,
 )
+from binsort.models.onnx_member import OnnxModule, is_onnx, load_onnx_member, stored_parameters
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 SAMPLE_GRID = 24  # images in samples.png: mistakes first, then correct ones
@@ -79,17 +80,28 @@ def display_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def load_candidates(paths: list[str | Path]) -> list[Candidate]:
-    """Load checkpoints and ensemble files; identical members of a file become one weighted."""
+def load_candidates(paths: list[str | Path], onnx: bool = False) -> list[Candidate]:
+    """Load checkpoints and ensemble files (and with ``onnx``, exported files, which can be
+    scored but not packed into an ensemble); identical members of a file become one weighted."""
     if not paths:
         raise BinsortError("give at least one checkpoint or ensemble file")
-    groups = [g for path in paths for g in distinct_members(load_members(path))]
+    groups = [g for path in paths for g in distinct_members(_load(path, onnx))]
     check_same_classes([m for m, _ in groups])
     names = display_names([m.path for m, _ in groups])
     return [
-        Candidate(m, name, weight, sum(p.numel() for p in m.model.parameters()))
+        Candidate(m, name, weight, _parameters(m))
         for (m, weight), name in zip(groups, names, strict=True)
     ]
+
+
+def _load(path: str | Path, onnx: bool) -> list[LoadedModel]:
+    return [load_onnx_member(path)] if onnx and is_onnx(path) else load_members(path)
+
+
+def _parameters(member: LoadedModel) -> int:
+    if isinstance(member.model, OnnxModule):
+        return stored_parameters(member.path)
+    return sum(p.numel() for p in member.model.parameters())
 
 
 # --- the images to score -------------------------------------------------------------------
@@ -482,7 +494,7 @@ def evaluate(
         raise BinsortError(f"--average must be one of {', '.join(AVERAGES)}, got {average!r}")
     if tta not in TTA_MODES:
         raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-    candidates = load_candidates(checkpoints)
+    candidates = load_candidates(checkpoints, onnx=True)
     classes = candidates[0].member.classes
     count = len(candidates)
     if report_model is not None and not 0 <= report_model < count:
@@ -494,6 +506,12 @@ def evaluate(
     recorded = read_split(split) if split is not None else None
     images = image_set(classes, root, recorded, part, workers=max(2, workers))
     warnings = guard_overlap(candidates, images, allow_overlap, "evaluated")
+    warnings += [
+        f"{c.name} records no training split (an ONNX file): make sure it never trained on "
+        "these images"
+        for c in candidates
+        if isinstance(c.member.model, OnnxModule)
+    ]
 
     members = [c.member for c in candidates]
     weights = [c.weight for c in candidates]

@@ -10,7 +10,8 @@ import typer
 from binsort.cli._common import Batch, Workers, console, err_console, user_errors
 
 CHECKPOINTS = typer.Argument(
-    help="Checkpoints (.ckpt) or ensemble files; an ensemble file adds each of its members.",
+    help="Checkpoints (.ckpt), ensemble files (each adds its members) or exported .onnx "
+    "files (one row each).",
     show_default=False,
 )
 

@@ -52,6 +52,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BinsortError(f"{path}: no such checkpoint file")
+    if path.suffix.lower() == ".onnx":
+        # An export is a one-way street: its graph has no checkpoint to rebuild.
+        raise BinsortError(
+            f"{path}: an exported ONNX model; this needs the checkpoint or ensemble file it was "
+            "exported from (evaluate and predict take .onnx files)"
+        )
     data = safe_load(path)
     if not isinstance(data, dict):
         raise BinsortError(f"{path}: not a binsort checkpoint (it holds a {type(data).__name__})")

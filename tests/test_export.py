@@ -21,7 +21,7 @@ from binsort.cli import app
 from binsort.data.transforms import eval_transform
 from binsort.export import HALF_TOLERANCE, INT8_TOLERANCE, export_onnx
 from binsort.models.checkpoint import load_members, save_ensemble
-from binsort.onnx_model import OnnxModel, to_batch
+from binsort.onnx_model import OnnxModel, describe_members, to_batch
 from conftest import make_image_folder
 
 runner = CliRunner()
@@ -83,7 +83,7 @@ def test_ensemble_of_two_input_sizes(mixed_ensemble: Path, photos: Path, tmp_pat
     assert result.max_difference < 1e-4
     model = OnnxModel(result.path)
     assert [m["temperature"] for m in model.members] == [0.8, 1.0, 1.7]
-    assert "ensemble of 3" in model.describe()
+    assert model.describe() == "mixed.onnx (ensemble of 3: 3× resnet18, ONNX)"
     assert_same_answers(predict_csv(mixed_ensemble, photos), predict_csv(result.path, photos))
     # Internal tensors get short names (module paths cost ~115 kB a member); the interface not.
     graph = onnx.load(str(result.path)).graph
@@ -108,6 +108,14 @@ def test_a_repeated_member_is_stored_once_with_its_weight(
     assert result.bytes < plain.bytes * 1.01  # not a third copy of a's weights
     # The PyTorch path runs a twice; the graph weights it twice: the same answers.
     assert_same_answers(predict_csv(weighted, photos), predict_csv(result.path, photos))
+
+
+def test_descriptions_count_each_architecture_once() -> None:
+    assert describe_members("a.ckpt", ["resnet18"]) == "a.ckpt (resnet18)"
+    assert (
+        describe_members("b.onnx", ["resnet18", "mobilenet_v3_small", "resnet18"], "ONNX")
+        == "b.onnx (ensemble of 3: 2× resnet18, mobilenet_v3_small, ONNX)"
+    )
 
 
 def test_preprocessing_matches_the_eval_transform() -> None:

@@ -74,10 +74,8 @@ class OnnxModel:
         return max(self.input_sizes)
 
     def describe(self) -> str:
-        archs = [m.get("arch", "?") for m in self.members]
-        if len(archs) == 1:
-            return f"{self.path.name} ({archs[0]}, ONNX)"
-        return f"{self.path.name} (ensemble of {len(archs)}: {', '.join(archs)}, ONNX)"
+        archs = [str(m.get("arch", "?")) for m in self.members for _ in range(m.get("weight", 1))]
+        return describe_members(self.path.name, archs, "ONNX")
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (probs,) = self.session.run(["probabilities"], feeds)
@@ -97,6 +95,16 @@ class OnnxModel:
         for axis in (-1, -2):
             views.append({k: np.ascontiguousarray(np.flip(v, axis)) for k, v in feeds.items()})
         return np.mean([self.run(v) for v in views], axis=0)
+
+
+def describe_members(name: str, archs: list[str], runtime: str = "") -> str:
+    """``model.onnx (ensemble of 7: 7× shufflenet_v2_x1_0, ONNX)``: the file and what answers."""
+    counts: dict[str, int] = {}
+    for arch in archs:
+        counts[arch] = counts.get(arch, 0) + 1
+    parts = ", ".join(a if n == 1 else f"{n}× {a}" for a, n in counts.items())
+    text = parts if len(archs) == 1 else f"ensemble of {len(archs)}: {parts}"
+    return f"{name} ({text}, {runtime})" if runtime else f"{name} ({text})"
 
 
 def to_batch(images: Sequence[Image.Image], size: int) -> np.ndarray:

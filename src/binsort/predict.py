@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,11 +79,9 @@ class TorchModel:
         self.input_size = max(m.input_size for m in self.members)
 
     def describe(self) -> str:
-        if len(self.members) == 1:
-            return f"{self.path.name} ({self.members[0].arch})"
-        archs = Counter(m.arch for m in self.members)
-        parts = ", ".join(a if n == 1 else f"{n}× {a}" for a, n in archs.items())
-        return f"{self.path.name} (ensemble of {len(self.members)}: {parts})"
+        from binsort.onnx_model import describe_members
+
+        return describe_members(self.path.name, [m.arch for m in self.members])
 
     def probabilities(self, images: Sequence[Image.Image], tta: str = "none"):
         from binsort.inference import ensemble_mean, probabilities

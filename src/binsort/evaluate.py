@@ -49,7 +49,8 @@ from binsort.models.checkpoint import (
     load_members,
     read_checkpoint,
 )
-from binsort.models.onnx_member import OnnxModule, is_onnx, load_onnx_member, stored_parameters
+from binsort.models.onnx_member import OnnxModule, load_onnx_member, stored_parameters
+from binsort.onnx_model import is_onnx
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 SAMPLE_GRID = 24  # images in samples.png: mistakes first, then correct ones

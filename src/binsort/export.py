@@ -37,7 +37,7 @@ from torch import nn
 
 from binsort.errors import BinsortError
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
-from binsort.onnx_model import METADATA_KEY, OnnxModel, input_name
+from binsort.onnx_model import METADATA_KEY, OnnxModel, input_name, is_onnx
 
 METADATA_FORMAT = "binsort-onnx"
 OPSET = 17  # supported by every onnxruntime release of the last three years
@@ -74,7 +74,7 @@ def export_onnx(
 ) -> ExportResult:
     """Write ``model`` (a checkpoint or an ensemble file) to ``output`` as ONNX and verify it."""
     output = Path(output)
-    if output.suffix.lower() != ".onnx":
+    if not is_onnx(output):
         raise BinsortError(f"{output}: the output's name must end in .onnx")
     if output.exists() and not force:
         raise BinsortError(f"{output} exists; pass --force to replace it")

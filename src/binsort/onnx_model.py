@@ -23,6 +23,11 @@ METADATA_KEY = "binsort"  # the metadata entry binsort.export writes
 ONNX_TTA_MODES = ("none", "flip")
 
 
+def is_onnx(path: str | Path) -> bool:
+    """Whether ``path`` names an ONNX file (by its suffix, as export requires of its output)."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def input_name(size: int) -> str:
     """The graph input that takes images of ``size`` px (one per distinct member size)."""
     return f"images_{size}"

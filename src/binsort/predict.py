@@ -33,6 +33,7 @@ from binsort.bins import Bin, BinMap
 from binsort.config import TTA_MODES
 from binsort.data.images import is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError
+from binsort.onnx_model import is_onnx
 
 DEFAULT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
 DEFAULT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
@@ -96,7 +97,7 @@ def load_model(model: str | Path | None) -> Any:
         model = default_model_path()
         if model is None:
             raise BinsortError("no --model given, and this build of binsort has no default model")
-    if Path(model).suffix.lower() == ".onnx":
+    if is_onnx(model):
         from binsort.onnx_model import OnnxModel
 
         return OnnxModel(model)

@@ -27,6 +27,7 @@ from torch import nn
 from binsort.config import input_size_ok
 from binsort.errors import BinsortError
 from binsort.models.factory import build_model
+from binsort.onnx_model import is_onnx
 
 REQUIRED = ("config", "classes", "mean", "std")
 ENSEMBLE_FORMAT = "binsort-ensemble"
@@ -52,7 +53,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BinsortError(f"{path}: no such checkpoint file")
-    if path.suffix.lower() == ".onnx":
+    if is_onnx(path):
         # An export is a one-way street: its graph has no checkpoint to rebuild.
         raise BinsortError(
             f"{path}: an exported ONNX model; this needs the checkpoint or ensemble file it was "

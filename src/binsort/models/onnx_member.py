@@ -19,8 +19,6 @@ from binsort.errors import BinsortError
 from binsort.models.checkpoint import LoadedModel
 from binsort.onnx_model import OnnxModel, input_name
 
-ONNX_SUFFIX = ".onnx"
-
 
 class OnnxModule(nn.Module):
     """``[N, 3, S, S]`` images in [0, 1] -> log-probabilities, computed by onnxruntime."""
@@ -33,10 +31,6 @@ class OnnxModule(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         probs = self.onnx.run({self.feed: images.float().contiguous().numpy()})
         return torch.from_numpy(probs).clamp_min(1e-12).log()
-
-
-def is_onnx(path: str | Path) -> bool:
-    return Path(path).suffix.lower() == ONNX_SUFFIX
 
 
 def load_onnx_member(path: str | Path) -> LoadedModel:

@@ -178,9 +178,13 @@ def test_onnx_files_binsort_did_not_make(photos: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 2, 3), (torch.rand(1, 3, 8, 8),), str(plain), dynamo=False)
     for path, message in [(junk, "not a readable ONNX model"), (plain, "binsort's metadata")]:
-        result = runner.invoke(app, ["predict", str(photos), "-m", str(path)])
-        assert result.exit_code == 1 and message in result.output, result.output
-        assert "Traceback" not in result.output
+        for args in (
+            ["predict", str(photos), "-m", str(path)],
+            ["evaluate", str(path), "--root", str(photos)],
+        ):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 1 and message in result.output, result.output
+            assert "Traceback" not in result.output
 
 
 def test_flip5crop_needs_a_checkpoint(trained_runs, photos: Path, tmp_path: Path) -> None:

@@ -286,3 +286,17 @@ def test_commands_that_need_checkpoints_say_so_for_onnx(
     assert result.exit_code == 1
     assert "an exported ONNX model; this needs the checkpoint" in result.output
     assert not out.exists()
+
+
+def test_a_few_photos_skip_graph_optimisation_and_answer_the_same(photos: Path) -> None:
+    import onnxruntime as ort
+
+    from binsort.predict import FEW_PHOTOS, load_model
+
+    few, many = load_model(None, photos=FEW_PHOTOS), load_model(None, photos=FEW_PHOTOS + 1)
+    level = ort.GraphOptimizationLevel
+    assert few.session.get_session_options().graph_optimization_level == level.ORT_DISABLE_ALL
+    assert many.session.get_session_options().graph_optimization_level != level.ORT_DISABLE_ALL
+    images = [Image.open(p).convert("RGB") for p in sorted(photos.rglob("*.*"))[:4]]
+    assert images
+    assert np.abs(few.probabilities(images) - many.probabilities(images)).max() < 1e-4

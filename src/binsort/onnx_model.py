@@ -38,7 +38,7 @@ class OnnxModel:
 
     tta_modes = ONNX_TTA_MODES  # flip5crop resamples inside PyTorch: not in the graph
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, optimize: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -51,6 +51,11 @@ class OnnxModel:
         # onnxruntime keeps DequantizeLinear for quantized-kernel fusion, runs it on every
         # call and is 25 % slower; with it, the weights are dequantized once, at load.
         options.add_session_config_entry("session.disable_quant_qdq", "1")
+        if not optimize:
+            # Preparing the graph is most of a cold start for a large file (seven members:
+            # about 1.1 s of optimisation, 0.5 s without), and each batch then runs slower:
+            # worth it only for a few photos (predict.FEW_PHOTOS).
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self.session = ort.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]

@@ -42,6 +42,9 @@ DEFAULT_TOP_K = 3
 # better to show two bins than one confident-looking wrong one.
 DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_MODEL_FILE = "default-model.onnx"  # the bundled model, in binsort/assets
+# Up to this many photos, an ONNX model starts without graph optimisation: for the bundled
+# seven-member file that saves about 0.6 s of start-up and costs about 20 ms a photo.
+FEW_PHOTOS = 8
 
 
 @dataclass
@@ -90,9 +93,10 @@ class TorchModel:
         return ensemble_mean(probabilities(self.members, images, tta=tta)).numpy()
 
 
-def load_model(model: str | Path | None) -> Any:
+def load_model(model: str | Path | None, photos: int | None = None) -> Any:
     """A ``TorchModel`` or ``OnnxModel`` for ``model`` (a checkpoint, an ensemble file or an
-    .onnx file), or the bundled default model when ``model`` is None."""
+    .onnx file), or the bundled default model when ``model`` is None. ``photos``, when known,
+    is how many photos it will classify: an ONNX model skips graph optimisation for a few."""
     if model is None:
         model = default_model_path()
         if model is None:
@@ -100,7 +104,7 @@ def load_model(model: str | Path | None) -> Any:
     if is_onnx(model):
         from binsort.onnx_model import OnnxModel
 
-        return OnnxModel(model)
+        return OnnxModel(model, optimize=photos is None or photos > FEW_PHOTOS)
     return TorchModel(model)
 
 

@@ -111,12 +111,12 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     from binsort.predict import describe_model, find_photos, load_model, predict_photos
 
     fmt = _choose_format(fmt, output)
-    loaded = load_model(model)
-    classes = loaded.classes
-    bin_map = load_bin_map(bins, classes=classes)
     photos = list(find_photos(paths))  # paths only: the images themselves are streamed
     if not photos:
         raise BinsortError(f"no photos found in {', '.join(map(str, paths))}")
+    loaded = load_model(model, photos=len(photos))
+    classes = loaded.classes
+    bin_map = load_bin_map(bins, classes=classes)
     rows = predict_photos(
         photos,
         loaded,

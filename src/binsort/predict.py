@@ -33,7 +33,7 @@ from binsort.bins import Bin, BinMap
 from binsort.config import TTA_MODES
 from binsort.data.images import is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError
-from binsort.onnx_model import is_onnx
+from binsort.onnx_model import OnnxModel, describe_members, is_onnx
 
 DEFAULT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
 DEFAULT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
@@ -83,8 +83,6 @@ class TorchModel:
         self.input_size = max(m.input_size for m in self.members)
 
     def describe(self) -> str:
-        from binsort.onnx_model import describe_members
-
         return describe_members(self.path.name, [m.arch for m in self.members])
 
     def probabilities(self, images: Sequence[Image.Image], tta: str = "none"):
@@ -102,8 +100,6 @@ def load_model(model: str | Path | None, photos: int | None = None) -> Any:
         if model is None:
             raise BinsortError("no --model given, and this build of binsort has no default model")
     if is_onnx(model):
-        from binsort.onnx_model import OnnxModel
-
         return OnnxModel(model, optimize=photos is None or photos > FEW_PHOTOS)
     return TorchModel(model)
 

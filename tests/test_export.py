@@ -300,3 +300,23 @@ def test_a_few_photos_skip_graph_optimisation_and_answer_the_same(photos: Path) 
     images = [Image.open(p).convert("RGB") for p in sorted(photos.rglob("*.*"))[:4]]
     assert images
     assert np.abs(few.probabilities(images) - many.probabilities(images)).max() < 1e-4
+
+
+def test_evaluate_command_with_an_onnx_file_and_a_checkpoint(trained_runs, tmp_path: Path) -> None:
+    run = trained_runs[0]
+    exported = export_onnx(run.last_checkpoint, tmp_path / "model.onnx").path
+    out = tmp_path / "evaluation"
+
+    result = runner.invoke(
+        app,
+        ["evaluate", str(exported), str(run.last_checkpoint), "--ensemble"]
+        + ["--split", str(run.run_dir), "--out", str(out)],
+        terminal_width=200,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "resnet18 (ONNX)" in result.output and "records no training split" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    onnx_row, checkpoint_row = metrics["models"]
+    assert onnx_row["accuracy"] == checkpoint_row["accuracy"] == metrics["ensemble"]["accuracy"]
+    assert (out / "confusion_matrix.png").is_file()

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from options import add_model_option
+
 
 def wall(command: list[str], repeat: int) -> float:
     """Median seconds of ``repeat`` runs (the first run warms the OS file cache, so it is
@@ -33,13 +35,8 @@ def wall(command: list[str], repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", help="a photo to classify")
-    parser.add_argument(
-        "--model",
-        "--checkpoint",
-        dest="models",
-        action="append",
-        default=[],
-        help="also time predict with this model (.onnx, or a checkpoint, which needs torch)",
+    add_model_option(
+        parser, "also time predict with this model (.onnx, or a checkpoint, which needs torch)"
     )
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()

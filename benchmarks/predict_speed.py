@@ -14,7 +14,10 @@ import argparse
 import time
 from pathlib import Path
 
+from options import add_model_option
+
 from binsort.bins import load_bin_map
+from binsort.onnx_model import is_onnx
 from binsort.predict import find_photos, load_model, predict_photos
 
 
@@ -30,13 +33,8 @@ def photos_per_second(model, photos, workers: int, batch: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
-    parser.add_argument(
-        "--model",
-        "--checkpoint",
-        dest="models",
-        action="append",
-        default=[],
-        help="also this model (.onnx, or a checkpoint or ensemble file, run by PyTorch)",
+    add_model_option(
+        parser, "also this model (.onnx, or a checkpoint or ensemble file, run by PyTorch)"
     )
     parser.add_argument("--limit", type=int, default=600, help="photos to classify")
     parser.add_argument("--batch", type=int, default=32)
@@ -46,7 +44,7 @@ def main() -> None:
     photos = list(find_photos([args.folder]))[: args.limit]
     models = {"default model (ONNX)": load_model(None)}
     for path in args.models:
-        runtime = "ONNX" if path.endswith(".onnx") else "PyTorch"
+        runtime = "ONNX" if is_onnx(path) else "PyTorch"
         models[f"{Path(path).name} ({runtime})"] = load_model(path)
     # One untimed pass: fills the OS file cache and warms both runtimes.
     for model in models.values():

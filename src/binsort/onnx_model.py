@@ -10,6 +10,7 @@ size with PIL's bilinear filter, centre crop, [0, 1]), so both paths give the sa
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,9 +84,14 @@ class OnnxModel:
         """The largest input size: photos are decoded at least this large."""
         return max(self.input_sizes)
 
-    def describe(self) -> str:
+    @property
+    def archs(self) -> list[str]:
+        """Each member's architecture, a repeated member as often as its weight."""
         archs = [str(m.get("arch", "?")) for m in self.members for _ in range(m.get("weight", 1))]
-        return describe_members(self.path.name, archs, "ONNX")
+        return archs or ["?"]
+
+    def describe(self) -> str:
+        return describe_members(self.path.name, self.archs, "ONNX")
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (probs,) = self.session.run(["probabilities"], feeds)
@@ -107,12 +113,14 @@ class OnnxModel:
         return np.mean([self.run(v) for v in views], axis=0)
 
 
+def arch_counts(archs: list[str]) -> str:
+    """``7× shufflenet_v2_x1_0``, ``2× resnet18, mobilenet_v3_small``: each architecture once."""
+    return ", ".join(a if n == 1 else f"{n}× {a}" for a, n in Counter(archs).items())
+
+
 def describe_members(name: str, archs: list[str], runtime: str = "") -> str:
     """``model.onnx (ensemble of 7: 7× shufflenet_v2_x1_0, ONNX)``: the file and what answers."""
-    counts: dict[str, int] = {}
-    for arch in archs:
-        counts[arch] = counts.get(arch, 0) + 1
-    parts = ", ".join(a if n == 1 else f"{n}× {a}" for a, n in counts.items())
+    parts = arch_counts(archs)
     text = parts if len(archs) == 1 else f"ensemble of {len(archs)}: {parts}"
     return f"{name} ({text}, {runtime})" if runtime else f"{name} ({text})"
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from binsort.errors import BinsortError
 from binsort.models.checkpoint import LoadedModel
-from binsort.onnx_model import OnnxModel, input_name
+from binsort.onnx_model import OnnxModel, arch_counts, input_name
 
 
 class OnnxModule(nn.Module):
@@ -42,12 +42,9 @@ def load_onnx_member(path: str | Path) -> LoadedModel:
             f"{onnx.path}: its members take different input sizes ({sizes}); evaluate scores "
             "ONNX files with one input size: evaluate the ensemble file it was exported from"
         )
-    archs = sorted({str(m.get("arch", "?")) for m in onnx.members}) or ["?"]
-    count = max(len(onnx.members), 1)
-    arch = archs[0] if count == 1 else f"{count}x {'/'.join(archs)}"
     return LoadedModel(
         model=OnnxModule(onnx).eval(),
-        arch=f"{arch} (ONNX)",
+        arch=f"{arch_counts(onnx.archs)} (ONNX)",
         classes=onnx.classes,
         input_size=onnx.input_size,
         path=onnx.path,

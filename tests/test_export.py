@@ -44,6 +44,13 @@ def mixed_ensemble(trained_runs, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return save_ensemble([a, b, small], path)
 
 
+@pytest.fixture(scope="module")
+def exported(trained_runs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first trained run's last checkpoint as ONNX, for the tests that only read it."""
+    out = tmp_path_factory.mktemp("exported") / "model.onnx"
+    return export_onnx(trained_runs[0].last_checkpoint, out).path
+
+
 def predict_csv(model: Path, photos: Path, *extra: str) -> list[dict]:
     result = runner.invoke(app, ["predict", str(photos), "-m", str(model), "-f", "csv", *extra])
     assert result.exit_code == 0, result.output
@@ -127,12 +134,11 @@ def test_preprocessing_matches_the_eval_transform() -> None:
         np.testing.assert_array_equal(to_batch([im], size)[0], expected)
 
 
-def test_predict_with_onnx_never_imports_torch(trained_runs, photos: Path, tmp_path: Path):
-    out = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "m.onnx").path
+def test_predict_with_onnx_never_imports_torch(exported: Path, photos: Path):
     code = (
         "import sys\n"
         "from binsort.cli import app\n"
-        f"sys.argv = ['binsort', 'predict', {str(photos)!r}, '-m', {str(out)!r}, '-f', 'json']\n"
+        f"sys.argv = ['binsort', 'predict', {str(photos)!r}, '-m', {str(exported)!r}, '-f', 'json']\n"
         "try:\n"
         "    app(prog_name='binsort')\n"
         "except SystemExit as exc:\n"
@@ -187,9 +193,8 @@ def test_onnx_files_binsort_did_not_make(photos: Path, tmp_path: Path) -> None:
             assert "Traceback" not in result.output
 
 
-def test_flip5crop_needs_a_checkpoint(trained_runs, photos: Path, tmp_path: Path) -> None:
-    out = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "m.onnx").path
-    result = runner.invoke(app, ["predict", str(photos), "-m", str(out), "--tta", "flip5crop"])
+def test_flip5crop_needs_a_checkpoint(exported: Path, photos: Path) -> None:
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(exported), "--tta", "flip5crop"])
     assert result.exit_code == 1 and "flip5crop needs a checkpoint" in result.output
 
 
@@ -241,13 +246,11 @@ def test_half_and_int8_together_are_refused(trained_runs, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("tta", ["none", "flip5crop"])
 def test_evaluate_scores_an_exported_file_as_its_checkpoint(
-    trained_runs, tmp_path: Path, tta: str
+    trained_runs, exported: Path, tta: str
 ) -> None:
     from binsort.evaluate import evaluate
 
     run = trained_runs[0]
-    exported = export_onnx(run.last_checkpoint, tmp_path / "model.onnx").path
-
     result = evaluate([run.last_checkpoint, exported], split=run.run_dir, tta=tta, calibrate=True)
 
     checkpoint, onnx_row = result.rows
@@ -275,9 +278,8 @@ def test_evaluate_refuses_an_onnx_file_with_two_input_sizes(
 
 @pytest.mark.parametrize("command", ["ensemble", "export"])
 def test_commands_that_need_checkpoints_say_so_for_onnx(
-    trained_runs, tmp_path: Path, command: str
+    exported: Path, tmp_path: Path, command: str
 ) -> None:
-    exported = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "model.onnx").path
 
     out = tmp_path / ("out.onnx" if command == "export" else "out.ensemble")
 
@@ -302,9 +304,10 @@ def test_a_few_photos_skip_graph_optimisation_and_answer_the_same(photos: Path) 
     assert np.abs(few.probabilities(images) - many.probabilities(images)).max() < 1e-4
 
 
-def test_evaluate_command_with_an_onnx_file_and_a_checkpoint(trained_runs, tmp_path: Path) -> None:
+def test_evaluate_command_with_an_onnx_file_and_a_checkpoint(
+    trained_runs, exported: Path, tmp_path: Path
+) -> None:
     run = trained_runs[0]
-    exported = export_onnx(run.last_checkpoint, tmp_path / "model.onnx").path
     out = tmp_path / "evaluation"
 
     result = runner.invoke(

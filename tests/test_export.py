@@ -138,7 +138,8 @@ def test_predict_with_onnx_never_imports_torch(exported: Path, photos: Path):
     code = (
         "import sys\n"
         "from binsort.cli import app\n"
-        f"sys.argv = ['binsort', 'predict', {str(photos)!r}, '-m', {str(exported)!r}, '-f', 'json']\n"
+        f"sys.argv = ['binsort', 'predict', {str(photos)!r}, '-m', {str(exported)!r}, "
+        "'-f', 'json']\n"
         "try:\n"
         "    app(prog_name='binsort')\n"
         "except SystemExit as exc:\n"

@@ -5,9 +5,10 @@
 # ensemble can be scored on a test split none of its members saw; --seed SEED gives each
 # member its own initialisation, batch order and augmentation.
 #
-# usage: [NAME=member] [EXTRA="train options"] scripts/default-member.sh SEED [FIRST_STAGE]
+# usage: [NAME=member] [MODEL=arch] [EXTRA="train options"] scripts/default-member.sh SEED [FIRST_STAGE]
 # EXTRA is added to every stage: the lighter augmentation that passed the stage-1 trial in
 # docs/default-model.md is NAME=light EXTRA="--rotation 10 --shear 5 --perspective 0.05".
+# MODEL is the torchvision architecture (default shufflenet_v2_x1_0).
 # needs: binsort resize ../shared/data/trashnet data/trashnet160 --size 160
 #        binsort resize ../shared/data/trashnet data/trashnet224 --size 224
 # Runs go to runs/NAME-SEED-{128,160,192}/version_0. To pin a member to one core of a
@@ -19,7 +20,7 @@ binsort=${BINSORT:-.venv/bin/binsort}
 name=${NAME:-member}-$seed
 # shellcheck disable=SC2206  # EXTRA is a list of options, split on spaces on purpose
 extra=(${EXTRA:-})
-common=(--model shufflenet_v2_x1_0 --cache --channels-last --batch 32 --opt adamw
+common=(--model "${MODEL:-shufflenet_v2_x1_0}" --cache --channels-last --batch 32 --opt adamw
   --weight-decay 0.05 --scheduler cosine --label-smoothing 0.1 --split 0.1 --test-split 0.15
   --split-seed 42 --seed "$seed" --workers 0 "${extra[@]}")
 last() { echo "runs/$name-$1/version_0/checkpoints/last.ckpt"; }

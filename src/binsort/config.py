@@ -111,6 +111,18 @@ class TrainConfig:
     channels_last: bool = _opt(
         False, "Use channels-last memory format (faster on many CPUs/GPUs).", MODEL
     )
+    teacher: str | None = _opt(
+        None,
+        "Distil from this checkpoint or ensemble file: the loss adds the KL divergence from "
+        "its answer on each augmented batch (docs/train.md, Distillation).",
+        MODEL,
+    )
+    distill_weight: float = _opt(
+        0.5, "Share of the --teacher term in the loss (1: learn from the teacher only).", MODEL
+    )
+    distill_temperature: float = _opt(
+        1.0, "Softens the teacher's and the student's answers in the --teacher term.", MODEL
+    )
 
     # --- optimisation ---
     epochs: int = _opt(20, "Number of epochs.", OPTIM)
@@ -195,6 +207,8 @@ class TrainConfig:
             (0.0 < self.ema_decay < 1.0, "--ema-decay must be in (0, 1)"),
             (self.cutmix >= 0 and self.mixup >= 0, "--cutmix and --mixup cannot be negative"),
             (self.backbone_lr_scale >= 0, "--backbone-lr-scale cannot be negative"),
+            (0.0 <= self.distill_weight <= 1.0, "--distill-weight must be in [0, 1]"),
+            (self.distill_temperature > 0, "--distill-temperature must be positive"),
             (
                 self.warmup_epochs >= 0 and self.freeze_epochs >= 0,
                 "epoch counts cannot be negative",

@@ -39,6 +39,7 @@ class TrainResult:
     train_size: int = 0
     val_size: int = 0
     test_size: int = 0
+    warnings: list[str] = field(default_factory=list)
     global_rank: int = 0  # under DDP every process returns a result; rank 0 reports it
 
     @property
@@ -159,6 +160,12 @@ def fit(
     )
     if state is not None:
         load_weights(module.model.net, state)
+    warnings_ = []
+    if cfg.teacher:
+        from binsort.models.teacher import load_teacher, teacher_overlap
+
+        module.teacher = load_teacher(cfg.teacher, images.classes)
+        warnings_ = teacher_overlap(module.teacher, val_paths, test_paths)
 
     trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)
     run_dir = Path(logger.log_dir)
@@ -208,6 +215,7 @@ def fit(
         train_size=len(train_samples),
         val_size=len(val_samples),
         test_size=len(test_paths),
+        warnings=warnings_,
         global_rank=trainer.global_rank,
     )
 

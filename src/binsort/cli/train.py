@@ -40,6 +40,8 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
     if result.global_rank != 0:
         return  # under DDP each process trains; the first one reports
     console.print(summary_table(result))
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
     if result.skipped:
         err_console.print(f"[yellow]left out {len(result.skipped)} unreadable file(s):[/]")
         for path, reason in result.skipped[:20]:

@@ -44,17 +44,18 @@ class History(L.Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         train_seconds = max(self._last - self._first, 1e-9)
-        self.rows.append(
-            {
-                "epoch": trainer.current_epoch,
-                "train_loss": metrics.get("train_loss_epoch"),
-                "train_accuracy": metrics.get("train_accuracy"),
-                "val_loss": metrics.get("val_loss"),
-                "val_accuracy": metrics.get("val_accuracy"),
-                "images_per_second": self._images / train_seconds,
-                "epoch_seconds": time.perf_counter() - self._epoch_start,
-            }
-        )
+        row = {
+            "epoch": trainer.current_epoch,
+            "train_loss": metrics.get("train_loss_epoch"),
+            "train_accuracy": metrics.get("train_accuracy"),
+            "val_loss": metrics.get("val_loss"),
+            "val_accuracy": metrics.get("val_accuracy"),
+            "images_per_second": self._images / train_seconds,
+            "epoch_seconds": time.perf_counter() - self._epoch_start,
+        }
+        if "train_distill_loss" in metrics:  # --teacher runs
+            row["train_distill_loss"] = metrics["train_distill_loss"]
+        self.rows.append(row)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

@@ -25,6 +25,7 @@ from binsort.data.batch_augment import BatchAugment
 from binsort.data.transforms import batch_mixer
 from binsort.models.factory import build_model, head_prefixes
 from binsort.models.optim import build_optimizer, build_schedulers, param_groups
+from binsort.models.teacher import Teacher, distillation_loss
 
 
 class Classifier(L.LightningModule):
@@ -54,6 +55,9 @@ class Classifier(L.LightningModule):
         self.mixer = batch_mixer(num_classes, self.cfg.cutmix, self.cfg.mixup)
         self.augment = BatchAugment.from_config(self.cfg) if self.cfg.cache else None
         self._augment_rng = torch.Generator()
+        # --teacher: set by binsort.train.fit; a plain attribute, not a submodule, so the
+        # teacher's weights never enter this model's checkpoint or optimiser.
+        self.teacher: Teacher | None = None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         if self.cfg.channels_last:
@@ -86,6 +90,20 @@ class Classifier(L.LightningModule):
             x, target = self.mixer(x, y)
         logits = self(x)
         loss = self.criterion(logits, target)
+        if self.teacher is not None:
+            # The teacher answers the very batch the student sees, mixed and augmented.
+            distill = distillation_loss(
+                logits, self.teacher.probabilities(x), self.cfg.distill_temperature
+            )
+            self.log(
+                "train_distill_loss",
+                distill,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=len(y),
+            )
+            loss = (1 - self.cfg.distill_weight) * loss + self.cfg.distill_weight * distill
         self.train_acc(logits.detach(), y)
         self.log(
             "train_loss",
@@ -115,6 +133,10 @@ class Classifier(L.LightningModule):
         for name, param in self.model.net.named_parameters():
             if not any(name.startswith(prefix) for prefix in self.head):
                 param.requires_grad_(not frozen)
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device, channels_last=self.cfg.channels_last)
 
     def on_train_start(self) -> None:
         # A run resumed mid-epoch skips on_train_epoch_start for that epoch.

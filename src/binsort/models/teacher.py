@@ -1,0 +1,91 @@
+"""A teacher for ``binsort train --teacher``: a frozen checkpoint or ensemble file whose answers
+a student learns from (knowledge distillation, Hinton et al. 2015).
+
+The teacher answers the same augmented batch the student sees ("consistent teaching", Beyer et
+al. 2022), so it has to run during training; it is not a submodule of the student, so its
+weights stay out of the student's checkpoint, its optimiser and its train/eval switches. The
+checkpoint records only the teacher's path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from binsort.errors import BinsortError
+from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
+
+
+class Teacher:
+    """The tempered-softmax mean of one or more frozen models, as an ensemble file defines it."""
+
+    def __init__(self, members: list[tuple[LoadedModel, int]], path: Path) -> None:
+        self.members = members
+        self.path = path
+        for member, _ in members:
+            member.model.eval().requires_grad_(False)
+
+    def to(self, device: torch.device | str, channels_last: bool = False) -> Teacher:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        for member, _ in self.members:
+            member.model.to(device=device, memory_format=fmt)
+        return self
+
+    @torch.no_grad()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N, C]`` class probabilities for ``[N, 3, S, S]`` images in [0, 1]."""
+        # float32 whatever the student's precision: the members were trained that way.
+        images = images.float()
+        total = sum(weight for _, weight in self.members)
+        mean = sum(
+            weight * torch.softmax(member.model(images).float() / member.temperature, dim=1)
+            for member, weight in self.members
+        )
+        return mean / total
+
+
+def load_teacher(path: str | Path, classes: list[str]) -> Teacher:
+    """The models in ``path`` (checkpoint or ensemble file); their classes must be ``classes``."""
+    members = load_members(path)
+    theirs = members[0].classes
+    if list(theirs) != list(classes):
+        raise BinsortError(
+            f"--teacher {path}: its classes ({', '.join(theirs)}) are not the training "
+            f"folder's ({', '.join(classes)}), in the same order"
+        )
+    return Teacher(distinct_members(members), Path(path))
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(teacher || student), both softened by ``temperature``, times ``temperature**2`` so that
+    its gradients keep their size as the temperature changes (Hinton et al.)."""
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    target = teacher_probs
+    if temperature != 1.0:
+        # The teacher's answer is already a probability: soften its log like a logit.
+        target = torch.softmax(teacher_probs.clamp_min(1e-12).log() / temperature, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
+
+
+def teacher_overlap(teacher: Teacher, val: list[str], test: list[str]) -> list[str]:
+    """Warnings for held-out images of the student that the teacher's members trained on.
+
+    What the teacher learnt from an image leaks into the student's answer on it, so the
+    student's validation (or test) figures would be optimistic. Paths are compared relative
+    to their roots: a teacher trained on a resized copy of the same folder counts."""
+    trained: set[str] = set()
+    for member, _ in teacher.members:
+        trained.update((member.split or {}).get("train", []))
+    out = []
+    for name, paths in (("validation", val), ("test", test)):
+        common = sorted(trained.intersection(paths))
+        if common:
+            out.append(
+                f"the teacher ({teacher.path}) trained on {len(common)} of this run's {name} "
+                f"images, e.g. {common[0]}: the student's {name} figures will be optimistic"
+            )
+    return out

@@ -1,0 +1,155 @@
+"""``binsort train --teacher``: knowledge distillation from a checkpoint or ensemble file."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from binsort.cli import app
+from binsort.models.teacher import distillation_loss, load_teacher
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
+
+
+def student(tmp_path, root, *args):
+    argv = ["train", "--root", str(root), "--out", str(tmp_path / "runs"), *TINY, *args]
+    return runner.invoke(app, argv)
+
+
+def recorded(run) -> dict:
+    return json.loads((run.run_dir / "split.json").read_text())
+
+
+def test_distillation_loss_is_the_tempered_kl_divergence():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4, requires_grad=True)
+    teacher = torch.softmax(torch.randn(5, 4), dim=1)
+    # At T = 1 it is KL(teacher || student), averaged over the batch.
+    expected = (teacher * (teacher.log() - torch.log_softmax(logits, 1))).sum(1).mean()
+    assert torch.allclose(distillation_loss(logits, teacher, 1.0), expected, atol=1e-6)
+    # A student that already answers like the teacher has nothing left to learn.
+    same = distillation_loss(teacher.log(), teacher, 1.0)
+    assert abs(float(same)) < 1e-6
+    # At T = 2 both answers are softened (p ** 1/2, renormalised) and the term scaled by T².
+    soft_t = torch.softmax(teacher.log() / 2, 1)
+    soft_s = torch.log_softmax(logits / 2, 1)
+    expected = 4 * (soft_t * (soft_t.log() - soft_s)).sum(1).mean()
+    loss = distillation_loss(logits, teacher, 2.0)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_a_teacher_answers_like_its_ensemble_file(trained_runs, tmp_path):
+    from binsort.models.checkpoint import load_members
+
+    first, second = (r.last_checkpoint for r in trained_runs)
+    path = tmp_path / "pair.ensemble"
+    result = runner.invoke(app, ["ensemble", str(first), str(second), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    classes = ["glass", "metal", "paper"]
+    teacher = load_teacher(path, classes)
+    images = torch.rand(6, 3, 32, 32)
+    members = load_members(path)
+    with torch.no_grad():
+        expected = torch.stack(
+            [torch.softmax(m.model(images) / m.temperature, 1) for m in members]
+        ).mean(0)
+    assert torch.allclose(teacher.probabilities(images), expected, atol=1e-6)
+    assert all(not p.requires_grad for m, _ in teacher.members for p in m.model.parameters())
+    with pytest.raises(Exception, match="its classes"):
+        load_teacher(path, ["metal", "glass", "paper"])
+
+
+def test_a_student_learns_from_its_teacher_and_stores_only_itself(trained_runs, tmp_path):
+    teacher_run = trained_runs[0]
+    split = recorded(teacher_run)
+    root = split["root"]
+    # The teacher's own split (seed 1): nothing it trained on is held out from the student.
+    args = ["--split", "0.2", "--test-split", "0.2", "--seed", "1", "--epochs", "2"]
+    result = student(
+        tmp_path,
+        root,
+        *args,
+        "--teacher",
+        str(teacher_run.last_checkpoint),
+        "--name",
+        "kd",
+        "--distill-weight",
+        "1",
+        "--distill-temperature",
+        "2",
+    )
+    assert result.exit_code == 0, result.output
+    assert "WARNING" not in result.output
+    last = tmp_path / "runs" / "kd" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    config = ckpt["hyper_parameters"]["config"]
+    assert config["teacher"] == str(teacher_run.last_checkpoint)
+    assert config["distill_weight"] == 1.0 and config["distill_temperature"] == 2.0
+    # The teacher's weights stay out of the student's checkpoint.
+    assert all(k.startswith(("model.", "train_acc", "val_acc")) for k in ckpt["state_dict"])
+    plain = torch.load(teacher_run.last_checkpoint, weights_only=True)
+    assert len(ckpt["state_dict"]) == len(plain["state_dict"])
+    history = next(v for k, v in ckpt["callbacks"].items() if "History" in k)["rows"]
+    assert all(math.isfinite(row["train_distill_loss"]) for row in history)
+    # Trained on the teacher's answers only, the student has come closer to them.
+    assert history[-1]["train_distill_loss"] < history[0]["train_distill_loss"]
+
+
+def test_a_teacher_that_trained_on_the_students_held_out_images_is_a_warning(
+    trained_runs, tmp_path
+):
+    teacher_run, other = trained_runs
+    root = recorded(teacher_run)["root"]
+    # The student takes the other run's split (seed 2): its validation and test images are
+    # partly the teacher's training images.
+    args = ["--split", "0.2", "--test-split", "0.2", "--seed", "2", "--epochs", "1"]
+    result = student(
+        tmp_path,
+        root,
+        *args,
+        "--limit-batches",
+        "1",
+        "--teacher",
+        str(teacher_run.last_checkpoint),
+    )
+    assert result.exit_code == 0, result.output
+    taught = set(recorded(teacher_run)["train"])
+    held_out = recorded(other)
+    for name, part in (("validation", "val"), ("test", "test")):
+        common = taught & set(held_out[part])
+        if common:
+            assert f"trained on {len(common)} of this run's {name} images" in result.output
+    assert "WARNING" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--distill-weight", "1.5"], "--distill-weight must be in [0, 1]"),
+        (["--distill-temperature", "0"], "--distill-temperature must be positive"),
+        (["--teacher", "nowhere.ckpt"], "no such checkpoint file"),
+    ],
+)
+def test_bad_distillation_options_are_one_line_errors(image_folder, tmp_path, args, message):
+    result = student(tmp_path, image_folder, "--epochs", "1", *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_teacher_of_other_classes_is_refused(trained_runs, tmp_path):
+    from conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "other", classes=("cardboard", "glass", "metal"))
+    result = student(
+        tmp_path, root, "--epochs", "1", "--teacher", str(trained_runs[0].last_checkpoint)
+    )
+    assert result.exit_code == 1
+    assert "its classes (glass, metal, paper)" in result.output
+    assert not (tmp_path / "runs").exists() or not list(Path(tmp_path / "runs").rglob("*.ckpt"))

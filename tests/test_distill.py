@@ -61,6 +61,9 @@ def test_a_teacher_answers_like_its_ensemble_file(trained_runs, tmp_path):
             [torch.softmax(m.model(images) / m.temperature, 1) for m in members]
         ).mean(0)
     assert torch.allclose(teacher.probabilities(images), expected, atol=1e-6)
+    # A bf16-mixed student's autocast does not reach the teacher: its answer stays float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.allclose(teacher.probabilities(images), expected, atol=1e-6)
     assert all(not p.requires_grad for m, _ in teacher.members for p in m.model.parameters())
     with pytest.raises(Exception, match="its classes"):
         load_teacher(path, ["metal", "glass", "paper"])

@@ -160,12 +160,12 @@ def fit(
     )
     if state is not None:
         load_weights(module.model.net, state)
-    warnings_ = []
+    teacher_warnings = []
     if cfg.teacher:
         from binsort.models.teacher import load_teacher, teacher_overlap
 
         module.teacher = load_teacher(cfg.teacher, images.classes)
-        warnings_ = teacher_overlap(module.teacher, val_paths, test_paths)
+        teacher_warnings = teacher_overlap(module.teacher, val_paths, test_paths)
 
     trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)
     run_dir = Path(logger.log_dir)
@@ -215,7 +215,7 @@ def fit(
         train_size=len(train_samples),
         val_size=len(val_samples),
         test_size=len(test_paths),
-        warnings=warnings_,
+        warnings=teacher_warnings,
         global_rank=trainer.global_rank,
     )
 

@@ -36,13 +36,15 @@ class Teacher:
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` class probabilities for ``[N, 3, S, S]`` images in [0, 1]."""
-        # float32 whatever the student's precision: the members were trained that way.
+        # float32 whatever the student's precision (autocast off too): the members were
+        # trained that way, and their answer is the target.
         images = images.float()
         total = sum(weight for _, weight in self.members)
-        mean = sum(
-            weight * torch.softmax(member.model(images).float() / member.temperature, dim=1)
-            for member, weight in self.members
-        )
+        with torch.autocast(images.device.type, enabled=False):
+            mean = sum(
+                weight * torch.softmax(member.model(images).float() / member.temperature, dim=1)
+                for member, weight in self.members
+            )
         return mean / total
 
 

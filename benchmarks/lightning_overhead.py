@@ -53,11 +53,16 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def lightning_speed(cfg: TrainConfig, batches: list, warmup: int, steps: int) -> float:
+def lightning_speed(
+    cfg: TrainConfig, batches: list, warmup: int, steps: int, teacher: object = None
+) -> float:
+    """Training images/s of ``binsort train``'s module and Trainer (with ``teacher``, if any:
+    a ``binsort.models.teacher.Teacher``, as ``--teacher`` attaches it)."""
     _quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     module = Classifier(cfg.to_dict(), CLASSES, mean, std, class_counts=None, split=None)
+    module.teacher = teacher
     # binsort's own Trainer factory, so the callbacks and settings are those of `binsort train`.
     trainer, _, _ = _trainer(cfg, None, False, None)
     timer = StepTimer(warmup)

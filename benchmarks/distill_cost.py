@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from lightning_overhead import CLASSES, lightning_speed
+from lightning_overhead import CLASSES, lightning_speed, random_batches
 from rounds import alternating_rounds
 
 from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
@@ -71,14 +71,7 @@ def main() -> None:
         out=tempfile.mkdtemp(prefix="binsort-bench-"),
         name="distill-cost",
     )
-    generator = torch.Generator().manual_seed(0)
-    batches = [
-        (
-            torch.rand(args.batch, 3, args.size, args.size, generator=generator),
-            torch.randint(0, len(CLASSES), (args.batch,), generator=generator),
-        )
-        for _ in range(args.warmup + args.steps)
-    ]
+    batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     teacher = fresh_teacher(args.model, args.size, args.members)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model} student, "

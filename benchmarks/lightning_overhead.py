@@ -53,6 +53,18 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
+def random_batches(batch: int, size: int, count: int) -> list:
+    """``count`` seeded batches of random images and labels, held in memory."""
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (
+            torch.rand(batch, 3, size, size, generator=generator),
+            torch.randint(0, len(CLASSES), (batch,), generator=generator),
+        )
+        for _ in range(count)
+    ]
+
+
 def lightning_speed(
     cfg: TrainConfig, batches: list, warmup: int, steps: int, teacher: object = None
 ) -> float:
@@ -133,14 +145,7 @@ def main() -> None:
         out=out,
         name="lightning-overhead",
     )
-    generator = torch.Generator().manual_seed(0)
-    batches = [
-        (
-            torch.rand(args.batch, 3, args.size, args.size, generator=generator),
-            torch.randint(0, len(CLASSES), (args.batch,), generator=generator),
-        )
-        for _ in range(args.warmup + args.steps)
-    ]
+    batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     print(
         f"torch {torch.__version__}, lightning {L.__version__}, {torch.get_num_threads()} "
         f"threads, {args.model}, {args.size}px, batch {args.batch}, fp32"

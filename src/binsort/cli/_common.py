@@ -22,6 +22,12 @@ Workers = Annotated[
 ]
 
 
+def print_warnings(warnings: list[str]) -> None:
+    """A library result's warnings, one yellow line each on stderr."""
+    for warning in warnings:
+        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn errors the user can fix into one red line on stderr and exit code 1."""

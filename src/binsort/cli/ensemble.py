@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import Batch, Workers, console, err_console, user_errors
+from binsort.cli._common import Batch, Workers, console, err_console, print_warnings, user_errors
 
 
 def ensemble(
@@ -109,8 +109,7 @@ def ensemble(
             batch_size=batch,
             workers=workers,
         )
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+    print_warnings(result.warnings)
     if result.selection is not None:
         console.print(steps_table(result.selection))
     table = Table(title=f"Members of {output}", title_justify="left")

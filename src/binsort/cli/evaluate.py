@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import Batch, Workers, console, err_console, user_errors
+from binsort.cli._common import Batch, Workers, console, err_console, print_warnings, user_errors
 
 CHECKPOINTS = typer.Argument(
     help="Checkpoints (.ckpt), ensemble files (each adds its members) or exported .onnx "
@@ -117,8 +117,7 @@ def evaluate(
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
         written = write_outputs(result, out)
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+    print_warnings(result.warnings)
     console.print(results_table(result))
     console.print(f"\nClassification report: {result.report_scores.name}", highlight=False)
     console.print(result.report, highlight=False, markup=False)

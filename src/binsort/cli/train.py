@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from binsort.cli._common import console, err_console, user_errors
+from binsort.cli._common import console, err_console, print_warnings, user_errors
 from binsort.config import TrainConfig
 
 
@@ -40,8 +40,7 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
     if result.global_rank != 0:
         return  # under DDP each process trains; the first one reports
     console.print(summary_table(result))
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+    print_warnings(result.warnings)
     if result.skipped:
         err_console.print(f"[yellow]left out {len(result.skipped)} unreadable file(s):[/]")
         for path, reason in result.skipped[:20]:

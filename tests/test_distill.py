@@ -74,7 +74,7 @@ def test_a_student_learns_from_its_teacher_and_stores_only_itself(trained_runs, 
     split = recorded(teacher_run)
     root = split["root"]
     # The teacher's own split (seed 1): nothing it trained on is held out from the student.
-    args = ["--split", "0.2", "--test-split", "0.2", "--seed", "1", "--epochs", "2"]
+    args = ["--split", "0.2", "--test-split", "0.2", "--seed", "1", "--epochs", "4"]
     result = student(
         tmp_path,
         root,

@@ -25,7 +25,10 @@ Workers = Annotated[
 def print_warnings(warnings: list[str]) -> None:
     """A library result's warnings, one yellow line each on stderr."""
     for warning in warnings:
-        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+        # Escaped like errors: "x.ensemble[member 0]" is text, not rich markup.
+        err_console.print(
+            f"[bold yellow]WARNING:[/] {escape(warning)}", highlight=False, soft_wrap=True
+        )
 
 
 @contextlib.contextmanager

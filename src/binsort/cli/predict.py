@@ -61,7 +61,9 @@ def predict(
     tta: Annotated[
         str,
         typer.Option(
-            "--tta", help="Test-time augmentation: none, flip or flip5crop (checkpoints only)."
+            "--tta",
+            help="Test-time augmentation: none, flip or flip5crop (flip5crop needs a "
+            "checkpoint or an ensemble file).",
         ),
     ] = "none",
     fmt: Annotated[

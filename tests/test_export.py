@@ -117,6 +117,21 @@ def test_a_repeated_member_is_stored_once_with_its_weight(
     assert_same_answers(predict_csv(weighted, photos), predict_csv(result.path, photos))
 
 
+def test_evaluate_counts_the_members_inside_an_exported_ensemble(
+    trained_runs, tmp_path: Path
+) -> None:
+    from binsort.evaluate import evaluate
+
+    a, b = (load_members(run.last_checkpoint)[0] for run in trained_runs)
+    pair = export_onnx(save_ensemble([a, b], tmp_path / "ab.ensemble"), tmp_path / "ab.onnx")
+    run = trained_runs[0]
+
+    result = evaluate([pair.path, run.last_checkpoint], split=run.run_dir, ensemble=True)
+
+    # The file is one model in the mean, its two members averaged inside it.
+    assert result.ensemble is not None and result.ensemble.arch == "2 models, 3 members"
+
+
 def test_descriptions_count_each_architecture_once() -> None:
     assert describe_members("a.ckpt", ["resnet18"]) == "a.ckpt (resnet18)"
     assert (

@@ -99,6 +99,21 @@ def _load(path: str | Path, onnx: bool) -> list[LoadedModel]:
     return [load_onnx_member(path)] if onnx and is_onnx(path) else load_members(path)
 
 
+def _inner_members(member: LoadedModel) -> int:
+    """How many members answer inside one loaded model: an exported ensemble holds several."""
+    if isinstance(member.model, OnnxModule):
+        return sum(int(m.get("weight", 1)) for m in member.model.onnx.members) or 1
+    return 1
+
+
+def ensemble_label(candidates: list[Candidate]) -> str:
+    """The ensemble row's description. An exported ensemble is one model in the mean (its
+    members were averaged inside the file), so with one the row counts models and members."""
+    models = sum(c.weight for c in candidates)
+    members = sum(c.weight * _inner_members(c.member) for c in candidates)
+    return f"{members} members" if members == models else f"{models} models, {members} members"
+
+
 def _parameters(member: LoadedModel) -> int:
     if isinstance(member.model, OnnxModule):
         return stored_parameters(member.path)
@@ -553,7 +568,7 @@ def evaluate(
     if ensemble:
         ens = score(
             "ensemble",
-            f"{sum(weights)} members",
+            ensemble_label(candidates),
             sum(c.parameters for c in candidates),
             weighted_mean(out.probs[ensemble_rows], weights),
             labels,

@@ -39,6 +39,13 @@ def main() -> None:
         parser, "also time predict with this model (.onnx, or a checkpoint, which needs torch)"
     )
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--tta",
+        nargs="+",
+        default=[],
+        choices=["none", "flip"],
+        help="also time the default model's predict with each of these --tta modes",
+    )
     args = parser.parse_args()
 
     binsort = str(Path(sys.executable).parent / "binsort")
@@ -51,6 +58,9 @@ def main() -> None:
         "binsort --help": [binsort, "--help"],
         "binsort predict PHOTO (default ONNX model)": [binsort, "predict", args.photo],
     }
+    for mode in args.tta:
+        commands[f"binsort predict PHOTO --tta {mode}"] = [binsort, "predict", args.photo]
+        commands[f"binsort predict PHOTO --tta {mode}"] += ["--tta", mode]
     for model in args.models:
         name = f"binsort predict PHOTO --model {Path(model).name}"
         commands[name] = [binsort, "predict", args.photo, "--model", model]

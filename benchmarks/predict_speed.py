@@ -21,10 +21,10 @@ from binsort.onnx_model import is_onnx
 from binsort.predict import find_photos, load_model, predict_photos
 
 
-def photos_per_second(model, photos, workers: int, batch: int) -> float:
+def photos_per_second(model, photos, workers: int, batch: int, tta: str | None = None) -> float:
     bin_map = load_bin_map("psu", classes=model.classes)
     start = time.perf_counter()
-    rows = list(predict_photos(photos, model, bin_map, batch=batch, workers=workers))
+    rows = list(predict_photos(photos, model, bin_map, batch=batch, workers=workers, tta=tta))
     elapsed = time.perf_counter() - start
     assert all(r.error is None for r in rows), [r.error for r in rows if r.error][:3]
     return len(rows) / elapsed
@@ -39,6 +39,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=600, help="photos to classify")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 4])
+    parser.add_argument(
+        "--tta",
+        nargs="+",
+        default=[None],
+        choices=["none", "flip"],
+        help="test-time augmentation modes to time (default: each model's own)",
+    )
     args = parser.parse_args()
 
     photos = list(find_photos([args.folder]))[: args.limit]
@@ -51,13 +58,17 @@ def main() -> None:
         photos_per_second(model, photos[: args.batch * 2], workers=0, batch=args.batch)
     results = {}
     for name, model in models.items():
-        for workers in args.workers:
-            results[(name, workers)] = photos_per_second(model, photos, workers, args.batch)
+        for tta in args.tta:
+            label = name if tta is None else f"{name} --tta {tta}"
+            for workers in args.workers:
+                results[(label, workers)] = photos_per_second(
+                    model, photos, workers, args.batch, tta
+                )
     base = next(iter(results.values()))
     print(f"{len(photos)} photos from {args.folder}, batch {args.batch}")
-    print(f"{'model':<34} {'workers':>7} {'photos/s':>9} {'ratio':>7}")
+    print(f"{'model':<45} {'workers':>7} {'photos/s':>9} {'ratio':>7}")
     for (name, workers), speed in results.items():
-        print(f"{name:<34} {workers:>7} {speed:9.1f} {speed / base:6.2f}x")
+        print(f"{name:<45} {workers:>7} {speed:9.1f} {speed / base:6.2f}x")
 
 
 if __name__ == "__main__":

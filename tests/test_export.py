@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from binsort.cli import app
 from binsort.data.transforms import eval_transform
+from binsort.errors import BinsortError
 from binsort.export import HALF_TOLERANCE, INT8_TOLERANCE, export_onnx
 from binsort.models.checkpoint import load_members, save_ensemble
 from binsort.onnx_model import OnnxModel, describe_members, to_batch
@@ -207,6 +208,40 @@ def test_onnx_files_binsort_did_not_make(photos: Path, tmp_path: Path) -> None:
             result = runner.invoke(app, args)
             assert result.exit_code == 1 and message in result.output, result.output
             assert "Traceback" not in result.output
+
+
+def test_a_file_exported_with_flip_predicts_with_flip(
+    trained_runs, exported: Path, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "flip.onnx"
+    args = ["export", str(trained_runs[0].last_checkpoint), "-o", str(out), "--tta", "flip"]
+
+    result = runner.invoke(app, args, terminal_width=200)
+
+    assert result.exit_code == 0, result.output
+    assert "predicts with --tta flip" in result.output
+    assert OnnxModel(out).tta == "flip" and OnnxModel(exported).tta == "none"
+    # No --tta: the file's own; --tta none still turns it off.
+    assert_same_answers(predict_csv(exported, photos, "--tta", "flip"), predict_csv(out, photos))
+    assert_same_answers(predict_csv(exported, photos), predict_csv(out, photos, "--tta", "none"))
+    said = runner.invoke(app, ["predict", str(photos), "-m", str(out)], terminal_width=200)
+    assert "flip.onnx (resnet18, ONNX) with --tta flip" in said.output
+    said = runner.invoke(app, ["predict", str(photos), "-m", str(exported)], terminal_width=200)
+    assert "--tta" not in said.output
+
+
+def test_export_refuses_test_time_augmentation_the_graph_cannot_do(
+    trained_runs, tmp_path: Path
+) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["export", str(trained_runs[0].last_checkpoint), "-o", str(out)]
+
+    result = runner.invoke(app, [*args, "--tta", "flip5crop"])
+
+    assert result.exit_code == 2 and not out.exists()
+    with pytest.raises(BinsortError, match="--tta must be one of none, flip"):
+        export_onnx(trained_runs[0].last_checkpoint, out, tta="flip5crop")
+    assert not out.exists()
 
 
 def test_flip5crop_needs_a_checkpoint(exported: Path, photos: Path) -> None:

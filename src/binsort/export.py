@@ -37,7 +37,7 @@ from torch import nn
 
 from binsort.errors import BinsortError
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
-from binsort.onnx_model import METADATA_KEY, OnnxModel, input_name, is_onnx
+from binsort.onnx_model import METADATA_KEY, ONNX_TTA_MODES, OnnxModel, input_name, is_onnx
 
 METADATA_FORMAT = "binsort-onnx"
 OPSET = 17  # supported by every onnxruntime release of the last three years
@@ -61,6 +61,7 @@ class ExportResult:
     max_difference: float  # largest |onnxruntime - torch| over a random check batch
     bytes: int
     weights: str = "float32"  # how the file stores them: float32, float16 (half) or int8
+    tta: str = "none"  # the test-time augmentation predict uses with the file by default
 
 
 def export_onnx(
@@ -71,8 +72,12 @@ def export_onnx(
     half: bool = False,
     int8: bool = False,
     seed: int = 0,
+    tta: str = "none",
 ) -> ExportResult:
-    """Write ``model`` (a checkpoint or an ensemble file) to ``output`` as ONNX and verify it."""
+    """Write ``model`` (a checkpoint or an ensemble file) to ``output`` as ONNX and verify it.
+
+    ``tta`` is recorded in the file as the test-time augmentation ``predict`` uses with it
+    when not told otherwise (the views it was validated with)."""
     output = Path(output)
     if not is_onnx(output):
         raise BinsortError(f"{output}: the output's name must end in .onnx")
@@ -80,6 +85,10 @@ def export_onnx(
         raise BinsortError(f"{output} exists; pass --force to replace it")
     if half and int8:
         raise BinsortError("--half and --int8 are two ways to store the weights: choose one")
+    if tta not in ONNX_TTA_MODES:
+        raise BinsortError(
+            f"--tta must be one of {', '.join(ONNX_TTA_MODES)} for an ONNX file, got {tta!r}"
+        )
     weights = "float16" if half else "int8" if int8 else "float32"
     if not output.parent.is_dir():
         raise BinsortError(f"{output.parent}: no such folder")
@@ -104,6 +113,7 @@ def export_onnx(
         ],
         "source": Path(model).name,
         "weights": weights,
+        "tta": tta,
     }
     tmp = output.with_name(f".{output.name}.tmp")
     try:
@@ -146,6 +156,7 @@ def export_onnx(
         max_difference=difference,
         bytes=output.stat().st_size,
         weights=weights,
+        tta=tta,
     )
 
 

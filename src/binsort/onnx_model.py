@@ -78,6 +78,10 @@ class OnnxModel:
         if {i.name for i in self.session.get_inputs()} != expected:
             raise BinsortError(f"{self.path}: its inputs do not match its metadata")
         self.members = list(self.metadata.get("members", []))
+        # The test-time augmentation the file asks for (export --tta); files before it: none.
+        self.tta = str(self.metadata.get("tta", "none"))
+        if self.tta not in ONNX_TTA_MODES:
+            raise BinsortError(f"{self.path}: its metadata asks for an unknown --tta {self.tta!r}")
 
     @property
     def input_size(self) -> int:

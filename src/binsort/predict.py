@@ -70,9 +70,11 @@ def default_model_path() -> Path | None:
 
 class TorchModel:
     """Checkpoint or ensemble-file members run by PyTorch: the same interface as ``OnnxModel``
-    (``classes``, ``input_size``, ``tta_modes``, ``describe()``, ``probabilities(images, tta)``)."""
+    (``classes``, ``input_size``, ``tta_modes``, ``tta``, ``describe()``,
+    ``probabilities(images, tta)``)."""
 
     tta_modes = TTA_MODES
+    tta = "none"  # a checkpoint records no test-time augmentation of its own
 
     def __init__(self, path: str | Path) -> None:
         from binsort.models.checkpoint import load_members
@@ -104,9 +106,13 @@ def load_model(model: str | Path | None, photos: int | None = None) -> Any:
     return TorchModel(model)
 
 
-def describe_model(model: Any, default: bool = False) -> str:
-    """Which model answers, for the user: its file name and architecture(s)."""
+def describe_model(model: Any, default: bool = False, tta: str | None = None) -> str:
+    """Which model answers, for the user: its file name and architecture(s), and the
+    test-time augmentation it answers with (``tta`` None: the model's own)."""
     text = model.describe()
+    tta = model.tta if tta is None else tta
+    if tta != "none":
+        text += f" with --tta {tta}"
     return f"the default model, {text}" if default else text
 
 
@@ -137,10 +143,12 @@ def predict_photos(
     workers: int = DEFAULT_WORKERS,
     top_k: int = DEFAULT_TOP_K,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    tta: str = "none",
+    tta: str | None = None,
 ) -> Iterator[Prediction]:
     """One ``Prediction`` per photo, in order, batch by batch, from ``load_model``'s model.
 
+    ``tta`` None is the model's own test-time augmentation (``model.tta``: what an exported
+    file records, none for a checkpoint).
     Options are checked here, before the first photo is read, so a bad one fails at once.
     ``top_k`` larger than the number of classes gives all of them.
     """
@@ -152,6 +160,7 @@ def predict_photos(
         raise BinsortError(f"--top-k must be at least 1, got {top_k}")
     if not 0.0 <= min_confidence <= 1.0:
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+    tta = model.tta if tta is None else tta
     if tta not in TTA_MODES:
         raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     if tta not in model.tta_modes:

@@ -59,13 +59,14 @@ def predict(
         ),
     ] = 0.5,
     tta: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--tta",
             help="Test-time augmentation: none, flip or flip5crop (flip5crop needs a "
             "checkpoint or an ensemble file).",
+            show_default="the model's own: what export --tta recorded in an ONNX file, else none",
         ),
-    ] = "none",
+    ] = None,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -129,7 +130,7 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
         min_confidence=min_confidence,
         tta=tta,
     )
-    about = f"model {describe_model(loaded, default=model is None)}, bins {bin_map.source}"
+    about = f"model {describe_model(loaded, model is None, tta)}, bins {bin_map.source}"
     with _progress(len(photos), show=len(photos) > batch) as advance:
         rows = advance(rows)
         if fmt == "table":

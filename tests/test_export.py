@@ -228,6 +228,18 @@ def test_a_file_exported_with_flip_predicts_with_flip(
     assert "flip.onnx (resnet18, ONNX) with --tta flip" in said.output
     said = runner.invoke(app, ["predict", str(photos), "-m", str(exported)], terminal_width=200)
     assert "--tta" not in said.output
+    # evaluate scores every model with its own --tta, and says so when a file asks for another.
+    run = trained_runs[0]
+    scored = runner.invoke(
+        app, ["evaluate", str(out), "--split", str(run.run_dir)], terminal_width=200
+    )
+    assert "flip.onnx answers with --tta flip in predict; scored here with --tta none" in (
+        scored.output
+    )
+    scored = runner.invoke(
+        app, ["evaluate", str(out), "--split", str(run.run_dir), "--tta", "flip"]
+    )
+    assert "answers with --tta" not in scored.output
 
 
 def test_export_refuses_test_time_augmentation_the_graph_cannot_do(

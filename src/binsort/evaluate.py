@@ -528,6 +528,13 @@ def evaluate(
         for c in candidates
         if isinstance(c.member.model, OnnxModule)
     ]
+    # Every model is scored with the same views, so a file's own (export --tta) is not used.
+    warnings += [
+        f"{c.name} answers with --tta {c.member.model.onnx.tta} in predict; scored here with "
+        f"--tta {tta}, like every model"
+        for c in candidates
+        if isinstance(c.member.model, OnnxModule) and c.member.model.onnx.tta != tta
+    ]
 
     members = [c.member for c in candidates]
     weights = [c.weight for c in candidates]

@@ -242,6 +242,21 @@ def test_a_file_exported_with_flip_predicts_with_flip(
     assert "answers with --tta" not in scored.output
 
 
+def test_a_file_asking_for_unknown_test_time_augmentation_is_refused(
+    exported: Path, photos: Path, tmp_path: Path
+) -> None:
+    proto = onnx.load(str(exported))
+    (entry,) = [p for p in proto.metadata_props if p.key == "binsort"]
+    entry.value = json.dumps({**json.loads(entry.value), "tta": "flip5crop"})
+    edited = tmp_path / "edited.onnx"
+    onnx.save(proto, str(edited))
+
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(edited)])
+
+    assert result.exit_code == 1 and "unknown --tta 'flip5crop'" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_export_refuses_test_time_augmentation_the_graph_cannot_do(
     trained_runs, tmp_path: Path
 ) -> None:

@@ -6,7 +6,8 @@
 #
 # usage: scripts/score-member.sh OUT_NAME CKPT [CKPT...]
 # writes runs/default/OUT_NAME-{val,test}/ (metrics.json, figures) and one
-# runs/default/single-<run>.ensemble per checkpoint (<run>: the checkpoint's run folder name).
+# runs/default/single-<run>.ensemble per checkpoint (<run>: the checkpoint's run folder name),
+# replacing one an earlier scoring wrote, so that every figure comes from this run.
 set -euo pipefail
 binsort=${BINSORT:-.venv/bin/binsort}
 out=${1:?usage: scripts/score-member.sh OUT_NAME CKPT [CKPT...]}
@@ -16,7 +17,7 @@ files=()
 for ckpt in "$@"; do
   run=$(basename "$(dirname "$(dirname "$(dirname "$ckpt")")")")
   file=runs/default/single-$run.ensemble
-  "$binsort" ensemble "$ckpt" -o "$file" --input-size 224 --calibrate "${where[@]}"
+  "$binsort" ensemble "$ckpt" -o "$file" --input-size 224 --calibrate --force "${where[@]}"
   files+=("$file")
 done
 "$binsort" evaluate "${files[@]}" "${where[@]}" --part val --out "runs/default/$out-val"

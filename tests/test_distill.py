@@ -137,7 +137,7 @@ def test_a_teacher_that_trained_on_the_students_held_out_images_is_a_warning(
     [
         (["--distill-weight", "1.5"], "--distill-weight must be in [0, 1]"),
         (["--distill-temperature", "0"], "--distill-temperature must be positive"),
-        (["--teacher", "nowhere.ckpt"], "no such checkpoint file"),
+        (["--teacher", "nowhere.ckpt"], "--teacher nowhere.ckpt: no such checkpoint or ensemble"),
     ],
 )
 def test_bad_distillation_options_are_one_line_errors(image_folder, tmp_path, args, message):

@@ -50,6 +50,12 @@ class Teacher:
 
 def load_teacher(path: str | Path, classes: list[str]) -> Teacher:
     """The models in ``path`` (checkpoint or ensemble file); their classes must be ``classes``."""
+    if not Path(path).is_file():
+        # --resume reads the path as it was typed, so a relative one depends on the folder.
+        raise BinsortError(
+            f"--teacher {path}: no such checkpoint or ensemble file (a relative path is read "
+            "from the folder the command runs in, also by --resume)"
+        )
     members = load_members(path)
     theirs = members[0].classes
     if list(theirs) != list(classes):

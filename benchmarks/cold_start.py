@@ -19,6 +19,8 @@ from pathlib import Path
 
 from options import add_model_option
 
+from binsort.onnx_model import ONNX_TTA_MODES
+
 
 def wall(command: list[str], repeat: int) -> float:
     """Median seconds of ``repeat`` runs (the first run warms the OS file cache, so it is
@@ -43,7 +45,7 @@ def main() -> None:
         "--tta",
         nargs="+",
         default=[],
-        choices=["none", "flip"],
+        choices=ONNX_TTA_MODES,
         help="also time the default model's predict with each of these --tta modes",
     )
     args = parser.parse_args()
@@ -59,8 +61,13 @@ def main() -> None:
         "binsort predict PHOTO (default ONNX model)": [binsort, "predict", args.photo],
     }
     for mode in args.tta:
-        commands[f"binsort predict PHOTO --tta {mode}"] = [binsort, "predict", args.photo]
-        commands[f"binsort predict PHOTO --tta {mode}"] += ["--tta", mode]
+        commands[f"binsort predict PHOTO --tta {mode}"] = [
+            binsort,
+            "predict",
+            args.photo,
+            "--tta",
+            mode,
+        ]
     for model in args.models:
         name = f"binsort predict PHOTO --model {Path(model).name}"
         commands[name] = [binsort, "predict", args.photo, "--model", model]

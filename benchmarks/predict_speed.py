@@ -17,7 +17,7 @@ from pathlib import Path
 from options import add_model_option
 
 from binsort.bins import load_bin_map
-from binsort.onnx_model import is_onnx
+from binsort.onnx_model import ONNX_TTA_MODES, is_onnx
 from binsort.predict import find_photos, load_model, predict_photos
 
 
@@ -43,7 +43,7 @@ def main() -> None:
         "--tta",
         nargs="+",
         default=[None],
-        choices=["none", "flip"],
+        choices=ONNX_TTA_MODES,  # the default model, an ONNX file, is always timed
         help="test-time augmentation modes to time (default: each model's own)",
     )
     args = parser.parse_args()

@@ -106,11 +106,17 @@ def load_model(model: str | Path | None, photos: int | None = None) -> Any:
     return TorchModel(model)
 
 
+def chosen_tta(model: Any, tta: str | None) -> str:
+    """The test-time augmentation ``model`` answers with: ``tta``, or when None the model's own
+    (what an exported file records, none for a checkpoint)."""
+    return model.tta if tta is None else tta
+
+
 def describe_model(model: Any, default: bool = False, tta: str | None = None) -> str:
     """Which model answers, for the user: its file name and architecture(s), and the
-    test-time augmentation it answers with (``tta`` None: the model's own)."""
+    test-time augmentation it answers with (``chosen_tta``)."""
     text = model.describe()
-    tta = model.tta if tta is None else tta
+    tta = chosen_tta(model, tta)
     if tta != "none":
         text += f" with --tta {tta}"
     return f"the default model, {text}" if default else text
@@ -147,8 +153,7 @@ def predict_photos(
 ) -> Iterator[Prediction]:
     """One ``Prediction`` per photo, in order, batch by batch, from ``load_model``'s model.
 
-    ``tta`` None is the model's own test-time augmentation (``model.tta``: what an exported
-    file records, none for a checkpoint).
+    ``tta`` None is the model's own test-time augmentation (``chosen_tta``).
     Options are checked here, before the first photo is read, so a bad one fails at once.
     ``top_k`` larger than the number of classes gives all of them.
     """
@@ -160,7 +165,7 @@ def predict_photos(
         raise BinsortError(f"--top-k must be at least 1, got {top_k}")
     if not 0.0 <= min_confidence <= 1.0:
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
-    tta = model.tta if tta is None else tta
+    tta = chosen_tta(model, tta)
     if tta not in TTA_MODES:
         raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     if tta not in model.tta_modes:

@@ -12,6 +12,10 @@ compute-bound speed each data path keeps. The one-off decoding time of the cache
 apart. Example (about two minutes on a 2-core CPU)::
 
     python benchmarks/cache_speed.py --root data/trashnet160 --size 128 --batch 32
+
+On a GPU (``--device cuda``) the model, the cache and the augmentation are on the GPU, and the
+per-image path's workers feed it through pinned memory: (b)/(a) then says whether the loader
+keeps the GPU busy. ``scripts/gpu-default.sh figures`` runs it for resnet18 and shufflenet.
 """
 
 from __future__ import annotations
@@ -41,15 +45,17 @@ def train_speed(
     prepare: Callable[[torch.Tensor], torch.Tensor],
     warmup: int,
     steps: int,
+    device: torch.device,
 ) -> float:
-    """Images/s over ``steps`` steps, each taking its batch from ``batches``."""
+    """Images/s over ``steps`` steps on ``device``, each taking its batch from ``batches``."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, classes, IMAGENET_MEAN, IMAGENET_STD, cfg.input_size)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
 
     def step() -> int:
         x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = prepare(x).contiguous(memory_format=torch.channels_last)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
@@ -59,9 +65,17 @@ def train_speed(
 
     for _ in range(warmup):
         step()
+    # A GPU runs behind the Python loop: wait for it on both ends of the timed steps.
+    synchronize(device)
     start = time.perf_counter()
     images = sum(step() for _ in range(steps))
+    synchronize(device)
     return images / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -74,7 +88,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as binsort train --benchmark: fixed shapes
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(
@@ -87,7 +105,8 @@ def main() -> None:
     found = scan_folder(args.root, check=False)
     samples, classes = found.samples, len(found.classes)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
+        f"torch {torch.__version__}, {device_name(device)}, {torch.get_num_threads()} threads, "
+        f"{args.model}, "
         f"{args.size}px, batch {args.batch}, fp32 + channels-last, {len(samples)} images, "
         f"{args.warmup} warm-up + {args.steps} timed steps"
     )
@@ -101,7 +120,7 @@ def main() -> None:
         torch.randint(0, classes, (args.batch,)),
     )
     compute = train_speed(
-        cfg, classes, itertools.repeat(fixed), lambda x: x, args.warmup, args.steps
+        cfg, classes, itertools.repeat(fixed), lambda x: x, args.warmup, args.steps, device
     )
     print(f"(a) compute only        {compute:8.1f} images/s", flush=True)
 
@@ -112,9 +131,12 @@ def main() -> None:
         sampler=ShuffleSampler(len(samples), cfg.seed),
         num_workers=args.workers,
         persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda",
         drop_last=True,
     )
-    per_image = train_speed(cfg, classes, forever(loader), lambda x: x, args.warmup, args.steps)
+    per_image = train_speed(
+        cfg, classes, forever(loader), lambda x: x, args.warmup, args.steps, device
+    )
     print(
         f"(b) per-image loader    {per_image:8.1f} images/s  {per_image / compute:5.2f}x of (a)"
         f"  ({args.workers} workers)",
@@ -123,7 +145,9 @@ def main() -> None:
     del loader
 
     started = time.perf_counter()
-    train, _ = cached_sets(args.root, samples, [], args.size, threads=max(2, args.workers))
+    train, _ = cached_sets(
+        args.root, samples, [], args.size, threads=max(2, args.workers), device=device
+    )
     decode = time.perf_counter() - started
     cached = DataLoader(
         train,
@@ -141,12 +165,19 @@ def main() -> None:
         lambda x: augment(x, generator),
         args.warmup,
         args.steps,
+        device,
     )
     print(
         f"(c) --cache             {cache:8.1f} images/s  {cache / compute:5.2f}x of (a)"
         f"  (decoding {len(train)} images once: {decode:.1f} s, {train.nbytes / 2**20:.0f} MiB)",
         flush=True,
     )
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "CPU"
 
 
 if __name__ == "__main__":

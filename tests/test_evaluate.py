@@ -77,6 +77,19 @@ def test_split_scores_the_recorded_test_list(trained_runs: list, tmp_path: Path)
     # A checkpoint works as --split too.
     result = run_evaluate(run.best_checkpoint, "--split", run.best_checkpoint, "-o", tmp_path)
     assert result.exit_code == 0, result.output
+    # So does the split record alone, copied away from its run (docs/trashnet-split.json).
+    record = tmp_path / "copied-split.json"
+    record.write_text((Path(run.run_dir) / "split.json").read_text())
+    copied = tmp_path / "copied"
+    result = run_evaluate(run.best_checkpoint, "--split", record, "-o", copied)
+    assert result.exit_code == 0, result.output
+    again = json.loads((copied / "metrics.json").read_text())
+    assert again["images"] == metrics["images"]
+    for key in ("accuracy", "nll", "confusion_matrix"):
+        assert again["models"][0][key] == metrics["models"][0][key], key
+    missing = run_evaluate(run.best_checkpoint, "--split", tmp_path / "none.json", "-o", tmp_path)
+    assert missing.exit_code == 1 and "none.json: no such file" in missing.output
+    assert "Traceback" not in missing.output
 
 
 def test_part_val_scores_the_recorded_validation_list(

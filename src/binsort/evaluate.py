@@ -124,12 +124,16 @@ def _parameters(member: LoadedModel) -> int:
 
 
 def read_split(source: str | Path) -> dict[str, Any]:
-    """The split a run recorded: from its folder's split.json, or a checkpoint's hparams."""
+    """The split a run recorded: its folder's split.json (or that file, copied anywhere under
+    any name ending in .json), or a checkpoint's hparams."""
     source = Path(source)
-    if source.is_dir():
-        file = source / "split.json"
+    if source.is_dir() or source.suffix == ".json":
+        file = source / "split.json" if source.is_dir() else source
         if not file.is_file():
-            raise BinsortError(f"{source}: no split.json (expected a training run folder)")
+            raise BinsortError(
+                f"{file}: no such file (a split is a training run folder, its split.json or "
+                "a checkpoint)"
+            )
         try:
             split = json.loads(file.read_text())
         except (OSError, ValueError) as exc:

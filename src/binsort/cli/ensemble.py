@@ -40,7 +40,8 @@ def ensemble(
     split: Annotated[
         Path | None,
         typer.Option(
-            help="Use the validation list a training run recorded (run folder or checkpoint).",
+            help="Use the validation list a training run recorded (run folder, its split.json "
+            "or a checkpoint).",
             show_default=False,
         ),
     ] = None,

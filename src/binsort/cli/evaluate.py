@@ -29,8 +29,8 @@ def evaluate(
     split: Annotated[
         Path | None,
         typer.Option(
-            help="Score the held-out test list a training run recorded: its run folder "
-            "(split.json) or one of its checkpoints.",
+            help="Score the held-out test list a training run recorded: its run folder, its "
+            "split.json (or a copy of it) or one of its checkpoints.",
             show_default=False,
         ),
     ] = None,

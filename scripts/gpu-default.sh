@@ -18,7 +18,8 @@
 # (every run's config.json, split.json and TensorBoard logs, without checkpoints).
 #
 # Variables (defaults in brackets): DATA [data/trashnet258], MEMBERS [7], BUDGET [300],
-# MAX_EPOCHS [300], EPOCHS [fitted to BUDGET], SIZE [224], BATCH [64], LR [3e-3],
+# MAX_EPOCHS [300], EPOCHS [fitted to BUDGET], DEADLINE [560], PACK_SECONDS [90], SIZE [224],
+# BATCH [64], LR [3e-3],
 # FIRST_SEED [101], DEVICE [cuda; cpu for a dry run], PYTHON [python3], BINSORT [$PYTHON -m binsort].
 # A dry run on a CPU, in seconds:
 #   DATA=examples/trashnet-sample SIZE=32 BATCH=8 MEMBERS=2 EPOCHS=2 DEVICE=cpu OUT=build/gpu \
@@ -40,6 +41,10 @@ size=${SIZE:-224}
 batch=${BATCH:-64}
 lr=${LR:-3e-3}
 first_seed=${FIRST_SEED:-101}
+# Command seconds the script plans for: the tool stops a command at 600 s, and what it left in
+# $OUT comes back even then, but a candidate needs the packing steps to have run.
+deadline=${DEADLINE:-560}
+pack_seconds=${PACK_SECONDS:-90}
 device=${DEVICE:-cuda}
 runs=${RUNS:-runs/gpu}
 python=${PYTHON:-python3}
@@ -83,13 +88,14 @@ EOF
 figures() {
   log "figures: $("$python" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")')"
   for arch in resnet18 shufflenet_v2_x1_0; do
-    "$python" benchmarks/cache_speed.py --root "$data" --model "$arch" --size "$size" \
-      --batch "$batch" --workers 8 --steps 30 --warmup 5 --device "$device" | tee -a "$out/figures.txt"
+    timeout 150 "$python" benchmarks/cache_speed.py --root "$data" --model "$arch" \
+      --size "$size" --batch "$batch" --workers 8 --steps 30 --warmup 5 --device "$device" |
+      tee -a "$out/figures.txt"
     for path in cache loader; do
       [ "$path" = loader ] && [ "$arch" != resnet18 ] && continue
       local cache=(--cache --workers 2)
       [ "$path" = loader ] && cache=(--workers 8)
-      "${binsort[@]}" train --root "$data" --name "probe-$arch-$path" --model "$arch" \
+      timeout 150 "${binsort[@]}" train --root "$data" --name "probe-$arch-$path" --model "$arch" \
         --input-size "$size" "${cache[@]}" --channels-last --benchmark --batch "$batch" \
         --epochs 3 --split 0.1 --test-split 0.15 --split-seed 42 --accelerator "$accelerator" \
         --out "$runs" >"$out/probe-$arch-$path.txt" 2>&1
@@ -100,17 +106,26 @@ figures() {
   done
 }
 
-# Train MEMBERS members side by side for $1 epochs each, named $2-SEED; wait for all of them.
+# Train MEMBERS members side by side for $1 epochs each, named $2-SEED, and wait for them. A
+# member still training after $3 seconds gets SIGTERM (Lightning stops it and its checkpoints
+# stay; Ctrl-C would not do: background jobs of a script ignore SIGINT) and counts as stopped,
+# not failed: its kept checkpoint is still packed.
 train_members() {
-  local epochs=$1 name=$2 pids=() seed
+  local epochs=$1 name=$2 limit=$3 pids=() seed
   for ((seed = first_seed; seed < first_seed + members; seed++)); do
     # shellcheck disable=SC2046  # member_options is a list of options
-    OMP_NUM_THREADS=2 "${binsort[@]}" train "${recipe[@]}" $(member_options "$seed") \
-      --seed "$seed" --epochs "$epochs" --name "$name-$seed" >"$runs/$name-$seed.log" 2>&1 &
+    OMP_NUM_THREADS=2 timeout -k 30 "$limit" "${binsort[@]}" train "${recipe[@]}" \
+      $(member_options "$seed") --seed "$seed" --epochs "$epochs" --name "$name-$seed" \
+      >"$runs/$name-$seed.log" 2>&1 &
     pids+=($!)
   done
-  local failed=0
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  local failed=0 stopped=0 status
+  for pid in "${pids[@]}"; do
+    status=0
+    wait "$pid" || status=$?
+    if ((status == 124)); then stopped=$((stopped + 1)); elif ((status)); then failed=1; fi
+  done
+  ((stopped == 0)) || log "$name: $stopped of $members stopped at the $limit-second limit"
   if ((failed)); then
     tail -n 5 "$runs/$name"-*.log | tee -a "$out/log.txt"
     return 1
@@ -118,28 +133,38 @@ train_members() {
 }
 
 train() {
-  local epochs=${EPOCHS:-}
+  local epochs=${EPOCHS:-} left
   if [ -z "$epochs" ]; then
     log "probe: $members members side by side, 2 epochs"
-    train_members 2 fit
+    train_members 2 fit 150
     local t
     t=$(epoch_seconds "$runs"/fit-*/version_0)
-    epochs=$("$python" -c "print(max(1, min($max_epochs, int($budget / $t))))")
-    log "probe: $t s per epoch with $members side by side -> $epochs epochs in ${budget} s"
+    # Start-up (imports, decoding, the first epoch's cuDNN search) takes about 30 s more.
+    left=$((deadline - SECONDS - pack_seconds - 30))
+    ((left < budget)) && log "probe: only $left s left for training, not $budget"
+    epochs=$("$python" -c "print(max(1, min($max_epochs, int(min($budget, $left) / $t))))")
+    log "probe: $t s per epoch with $members side by side -> $epochs epochs"
   fi
   log "members: $members x $epochs epochs"
   local started=$SECONDS
-  train_members "$epochs" member
+  left=$((deadline - SECONDS - pack_seconds))
+  train_members "$epochs" member $((left > 60 ? left : 60))
   log "members done in $((SECONDS - started)) s"
-  local kept=() seed
+  local kept=() seed ckpt
   for ((seed = first_seed; seed < first_seed + members; seed++)); do
     # The checkpoint kept by lowest validation loss (not last.ckpt), as every member before.
-    kept+=("$(ls "$runs/member-$seed/version_0/checkpoints"/epoch*.ckpt | head -n 1)")
-    log "member $seed: kept ${kept[-1]##*/}"
+    ckpt=$(ls "$runs/member-$seed/version_0/checkpoints"/epoch*.ckpt 2>/dev/null | head -n 1) || true
+    if [ -z "$ckpt" ]; then
+      log "member $seed: no kept checkpoint (stopped before its first epoch ended)"
+      continue
+    fi
+    kept+=("$ckpt")
+    log "member $seed: kept ${ckpt##*/}"
     "$python" benchmarks/time_to_accuracy.py "$runs/member-$seed/version_0" --every 50 \
       --thresholds 0.85 0.9 | tail -n 4 | tee -a "$out/log.txt"
   done
-  local where=(--split "$runs/member-$first_seed/version_0" --root "$data")
+  ((${#kept[@]})) || return 1
+  local where=(--split "${kept[0]%/checkpoints/*}" --root "$data")
   # Float32 members in files under the tool's 16 MiB a file: three members each.
   local i
   for ((i = 0; i < ${#kept[@]}; i += 3)); do
@@ -154,8 +179,9 @@ train() {
     tee -a "$out/log.txt"
 }
 
-started=$SECONDS
-[ "$phase" = train ] || figures
+SECONDS=0
+# A figure that fails is logged and the run goes on: the members matter more.
+[ "$phase" = train ] || figures || log "figures: a step failed (above); going on"
 [ "$phase" = figures ] || train
 tar -czf "$out/runs.tar.gz" --exclude='*.ckpt' --exclude='*.ensemble' "$runs"
-log "done in $((SECONDS - started)) s"
+log "done in $SECONDS s"

@@ -339,7 +339,44 @@ def test_evaluate_scores_an_exported_file_as_its_checkpoint(
     # A temperature on the file's log-probabilities is one on the member's logits.
     assert abs(onnx_row.temperature - checkpoint.temperature) < 1e-3
     assert 0.9 * checkpoint.parameters < onnx_row.parameters <= checkpoint.parameters
-    assert [w for w in result.warnings if "model.onnx records no training split" in w]
+    # The file records its checkpoint's split, so nothing warns that it does not.
+    assert not [w for w in result.warnings if "records no training split" in w]
+
+
+def test_an_exported_file_records_its_split_and_evaluate_uses_it(
+    trained_runs, exported: Path, tmp_path: Path
+) -> None:
+    run = trained_runs[0]
+    recorded = json.loads((run.run_dir / "split.json").read_text())
+    assert OnnxModel(exported).metadata["split"] == load_members(run.last_checkpoint)[0].split
+    assert OnnxModel(exported).metadata["split"]["test"] == recorded["test"]
+
+    # The file is its own --split, like a checkpoint...
+    by_file = runner.invoke(
+        app, ["evaluate", str(exported), "--split", str(exported), "-o", str(tmp_path / "a")]
+    )
+    by_run = runner.invoke(
+        app, ["evaluate", str(exported), "--split", str(run.run_dir), "-o", str(tmp_path / "b")]
+    )
+    assert by_file.exit_code == by_run.exit_code == 0, by_file.output + by_run.output
+    scores = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab"]
+    assert scores[0]["images"] == len(recorded["test"]) == scores[1]["images"]
+    assert scores[0]["models"][0]["accuracy"] == scores[1]["models"][0]["accuracy"]
+    # ...and the leakage guard knows its training images, as it knows a checkpoint's.
+    leaked = runner.invoke(app, ["evaluate", str(exported), "--root", recorded["root"]])
+    assert leaked.exit_code == 1 and "were used to train model.onnx" in leaked.output
+    assert "Traceback" not in leaked.output
+
+
+def test_members_of_different_splits_record_none(
+    trained_runs, mixed_ensemble: Path, tmp_path: Path
+) -> None:
+    from binsort.evaluate import read_split
+
+    exported = export_onnx(mixed_ensemble, tmp_path / "mixed.onnx").path
+    assert "split" not in OnnxModel(exported).metadata
+    with pytest.raises(BinsortError, match="records no train/validation/test split"):
+        read_split(exported)
 
 
 def test_evaluate_refuses_an_onnx_file_with_two_input_sizes(
@@ -396,7 +433,7 @@ def test_evaluate_command_with_an_onnx_file_and_a_checkpoint(
     )
 
     assert result.exit_code == 0, result.output
-    assert "resnet18 (ONNX)" in result.output and "records no training split" in result.output
+    assert "resnet18 (ONNX)" in result.output and "records no training split" not in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     onnx_row, checkpoint_row = metrics["models"]
     assert onnx_row["accuracy"] == checkpoint_row["accuracy"] == metrics["ensemble"]["accuracy"]

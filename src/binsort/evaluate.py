@@ -50,7 +50,7 @@ from binsort.models.checkpoint import (
     read_checkpoint,
 )
 from binsort.models.onnx_member import OnnxModule, load_onnx_member, stored_parameters
-from binsort.onnx_model import is_onnx
+from binsort.onnx_model import OnnxModel, is_onnx
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 SAMPLE_GRID = 24  # images in samples.png: mistakes first, then correct ones
@@ -125,7 +125,7 @@ def _parameters(member: LoadedModel) -> int:
 
 def read_split(source: str | Path) -> dict[str, Any]:
     """The split a run recorded: its folder's split.json (or that file, copied anywhere under
-    any name ending in .json), or a checkpoint's hparams."""
+    any name ending in .json), a checkpoint's hparams, or an exported file's metadata."""
     source = Path(source)
     if source.is_dir() or source.suffix == ".json":
         file = source / "split.json" if source.is_dir() else source
@@ -138,6 +138,8 @@ def read_split(source: str | Path) -> dict[str, Any]:
             split = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
             raise BinsortError(f"{file}: unreadable split record ({exc})") from None
+    elif is_onnx(source):
+        split = OnnxModel(source, optimize=False).metadata.get("split")
     else:
         data = read_checkpoint(source)
         if data.get("format") == ENSEMBLE_FORMAT:
@@ -527,10 +529,10 @@ def evaluate(
     images = image_set(classes, root, recorded, part, workers=max(2, workers))
     warnings = guard_overlap(candidates, images, allow_overlap, "evaluated")
     warnings += [
-        f"{c.name} records no training split (an ONNX file): make sure it never trained on "
-        "these images"
+        f"{c.name} records no training split (an ONNX file exported before binsort stored "
+        "one, or of members with different splits): make sure it never trained on these images"
         for c in candidates
-        if isinstance(c.member.model, OnnxModule)
+        if isinstance(c.member.model, OnnxModule) and c.member.split is None
     ]
     # Every model is scored with the same views, so a file's own (export --tta) is not used.
     warnings += [

@@ -115,6 +115,12 @@ def export_onnx(
         "weights": weights,
         "tta": tta,
     }
+    # The training split travels with the file, as with a checkpoint, so that evaluate can
+    # refuse to score it on its own training images and take it as --split. Members trained
+    # on different splits have no one split to record.
+    splits = [m.split for m, _ in members]
+    if splits[0] is not None and all(s == splits[0] for s in splits):
+        metadata["split"] = splits[0]
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         with warnings.catch_warnings():

@@ -42,12 +42,14 @@ def load_onnx_member(path: str | Path) -> LoadedModel:
             f"{onnx.path}: its members take different input sizes ({sizes}); evaluate scores "
             "ONNX files with one input size: evaluate the ensemble file it was exported from"
         )
+    split = onnx.metadata.get("split")  # binsort export records the members' shared split
     return LoadedModel(
         model=OnnxModule(onnx).eval(),
         arch=f"{arch_counts(onnx.archs)} (ONNX)",
         classes=onnx.classes,
         input_size=onnx.input_size,
         path=onnx.path,
+        hparams={"split": split} if isinstance(split, dict) else {},
     )
 
 

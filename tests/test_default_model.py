@@ -39,3 +39,12 @@ def test_predict_without_model_uses_it() -> None:
         top = [t["probability"] for t in row["top"]]
         assert top == sorted(top, reverse=True) and sum(top) <= 1 + 1e-5
         assert 0 < row["probability"] == top[0] <= 1
+
+
+def test_it_records_the_split_its_members_trained_on() -> None:
+    """The split the docs' figures come from: evaluate knows the training photos of the file."""
+    recorded = OnnxModel(default_model_path()).metadata["split"]
+    committed = json.loads((Path(__file__).parents[1] / "docs" / "trashnet-split.json").read_text())
+    assert recorded == committed
+    assert [len(recorded[part]) for part in ("train", "val", "test")] == [1644, 183, 321]
+    assert not set(recorded["train"]) & set(recorded["test"])

@@ -12,7 +12,8 @@ set -euo pipefail
 binsort=${BINSORT:-.venv/bin/binsort}
 out=${1:?usage: scripts/score-member.sh OUT_NAME CKPT [CKPT...]}
 shift
-where=(--split runs/shuffle-192/version_0 --root ../shared/data/trashnet)
+# The split of every default member (split seed 42), recorded once: docs/trashnet-split.json.
+where=(--split docs/trashnet-split.json --root ../shared/data/trashnet)
 files=()
 for ckpt in "$@"; do
   run=$(basename "$(dirname "$(dirname "$(dirname "$ckpt")")")")

@@ -40,8 +40,8 @@ def ensemble(
     split: Annotated[
         Path | None,
         typer.Option(
-            help="Use the validation list a training run recorded (run folder, its split.json "
-            "or a checkpoint).",
+            help="Use the validation list a training run recorded (run folder, its split.json, "
+            "a checkpoint or an export of one).",
             show_default=False,
         ),
     ] = None,

@@ -30,7 +30,7 @@ def evaluate(
         Path | None,
         typer.Option(
             help="Score the held-out test list a training run recorded: its run folder, its "
-            "split.json (or a copy of it) or one of its checkpoints.",
+            "split.json (or a copy of it), one of its checkpoints or an export of one.",
             show_default=False,
         ),
     ] = None,

@@ -229,9 +229,12 @@ def test_sigkill_during_resize_leaves_only_whole_files_and_a_rerun_finishes(
     """tests/test_resize.py fakes a killed worker's leftover; this kills a real run."""
     src = tmp_path / "src"
     rng = np.random.default_rng(0)
+    # Enough images that the kill lands midway even when a busy CPU slows the polling: with 60,
+    # a run on a loaded machine once wrote them all between the poll and the kill.
+    per_class, total = 100, 200
     for cls in ("glass", "metal"):
         (src / cls).mkdir(parents=True)
-        for i in range(30):
+        for i in range(per_class):
             pixels = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)  # noise: slow to code
             Image.fromarray(pixels).save(src / cls / f"{cls}_{i:03d}.jpg", quality=95)
     dst = tmp_path / "dst"
@@ -244,7 +247,7 @@ def test_sigkill_during_resize_leaves_only_whole_files_and_a_rerun_finishes(
         wait_dead(int(temp.name.rpartition("-")[2]))
 
     finals = sorted(dst.rglob("*.jpg"))
-    assert 3 <= len(finals) < 60, "the kill did not land midway"
+    assert 3 <= len(finals) < total, "the kill did not land midway"
     for path in finals:  # every file under a final name decodes to the end
         with Image.open(path) as im:
             im.load()
@@ -253,8 +256,8 @@ def test_sigkill_during_resize_leaves_only_whole_files_and_a_rerun_finishes(
     result = runner.invoke(app, ["resize", str(src), str(dst), "--size", "120", "--workers", "0"])
 
     assert result.exit_code == 0, result.output
-    assert f"{60 - len(finals)} written, {len(finals)} already done" in result.output
+    assert f"{total - len(finals)} written, {len(finals)} already done" in result.output
     clean = resize_folder(src, tmp_path / "clean", size=120, workers=0)
-    assert clean.written == 60
+    assert clean.written == total
     # Temporary files of the killed run are gone and the outputs equal a clean run's.
     assert tree_hashes(dst) == tree_hashes(tmp_path / "clean")

@@ -20,9 +20,9 @@ binsort=${BINSORT:-.venv/bin/binsort}
 name=${NAME:-member}-$seed
 # shellcheck disable=SC2206  # EXTRA is a list of options, split on spaces on purpose
 extra=(${EXTRA:-})
-common=(--model "${MODEL:-shufflenet_v2_x1_0}" --cache --channels-last --batch 32 --opt adamw
-  --weight-decay 0.05 --scheduler cosine --label-smoothing 0.1 --split 0.1 --test-split 0.15
-  --split-seed 42 --seed "$seed" --workers 0 "${extra[@]}")
+source "$(dirname "$0")/recipe.sh"
+common=(--model "${MODEL:-shufflenet_v2_x1_0}" "${member_recipe[@]}" --batch 32 --seed "$seed"
+  --workers 0 "${extra[@]}")
 last() { echo "runs/$name-$1/version_0/checkpoints/last.ckpt"; }
 
 if [ "$first" -le 1 ]; then

@@ -63,14 +63,13 @@ mkdir -p "$out" "$runs"
 log() { echo "[$(date +%T)] $*" | tee -a "$out/log.txt"; }
 
 # The member recipe: docs/default-model.md's, at one size, with a batch that keeps a GPU busier.
-recipe=(--root "$data" --model shufflenet_v2_x1_0 --input-size "$size" --cache --channels-last
-  --benchmark --batch "$batch" --opt adamw --lr "$lr" --weight-decay 0.05 --scheduler cosine
-  --warmup-epochs 5 --label-smoothing 0.1 --aug-scale 0.25 --split 0.1 --test-split 0.15
-  --split-seed 42 --workers 2 --accelerator "$accelerator" --out "$runs")
+source "$(dirname "$0")/recipe.sh"
+recipe=(--root "$data" --model shufflenet_v2_x1_0 --input-size "$size" "${member_recipe[@]}"
+  --benchmark --batch "$batch" --lr "$lr" --warmup-epochs 5 --aug-scale 0.25 --workers 2
+  --accelerator "$accelerator" --out "$runs")
 # Every other member has the lighter augmentation: mixing the two recipes helped the ensemble.
-light=(--rotation 10 --shear 5 --perspective 0.05)
 member_options() { # SEED -> that member's options
-  if (($1 % 2 == 0)); then echo "${light[@]}"; fi
+  if (($1 % 2 == 0)); then echo "${light_augmentation[@]}"; fi
 }
 
 # Median epoch time, in seconds, of the steady epochs (all but the first) of the given runs.

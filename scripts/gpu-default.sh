@@ -96,7 +96,7 @@ figures() {
       [ "$path" = loader ] && cache=(--workers 8)
       timeout 150 "${binsort[@]}" train --root "$data" --name "probe-$arch-$path" --model "$arch" \
         --input-size "$size" "${cache[@]}" --channels-last --benchmark --batch "$batch" \
-        --epochs 3 --split 0.1 --test-split 0.15 --split-seed 42 --accelerator "$accelerator" \
+        --epochs 3 "${member_split[@]}" --accelerator "$accelerator" \
         --out "$runs" >"$out/probe-$arch-$path.txt" 2>&1
       echo "binsort train $arch $path: $(epoch_seconds "$runs/probe-$arch-$path/version_0") s per epoch (median of epochs 2-3)" | tee -a "$out/figures.txt"
       grep -E "images/s|time per epoch" "$out/probe-$arch-$path.txt" >>"$out/figures.txt" || true

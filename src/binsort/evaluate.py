@@ -131,8 +131,8 @@ def read_split(source: str | Path) -> dict[str, Any]:
         file = source / "split.json" if source.is_dir() else source
         if not file.is_file():
             raise BinsortError(
-                f"{file}: no such file (a split is a training run folder, its split.json or "
-                "a checkpoint)"
+                f"{file}: no such file (a split is a training run folder, its split.json, a "
+                "checkpoint or an export of one)"
             )
         try:
             split = json.loads(file.read_text())

@@ -231,8 +231,9 @@ def test_sigkill_during_resize_leaves_only_whole_files_and_a_rerun_finishes(
     rng = np.random.default_rng(0)
     # Enough images that the kill lands midway even when a busy CPU slows the polling: with 60,
     # a run on a loaded machine once wrote them all between the poll and the kill.
-    per_class, total = 100, 200
-    for cls in ("glass", "metal"):
+    classes, per_class = ("glass", "metal"), 100
+    total = len(classes) * per_class
+    for cls in classes:
         (src / cls).mkdir(parents=True)
         for i in range(per_class):
             pixels = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)  # noise: slow to code

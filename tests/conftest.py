@@ -17,6 +17,8 @@ from PIL import Image
 os.environ["COLUMNS"] = "200"
 os.environ["NO_COLOR"] = "1"
 os.environ.setdefault("TERM", "dumb")
+# Tests never download: a hub lookup fails at once instead of retrying for a minute.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 CLASSES = ("glass", "metal", "paper")
 COLOURS = {"glass": (40, 160, 60), "metal": (150, 150, 160), "paper": (230, 220, 200)}

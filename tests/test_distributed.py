@@ -93,3 +93,49 @@ def test_ddp_on_two_cpu_processes_logs_the_whole_validation_accuracy(tmp_path: P
     assert last["epoch"] == 1
     # Each rank takes ceil(21 / 2) = 11 class-balanced draws a epoch: 2 batches of 4 each.
     assert last["global_step"] == 2 * 2
+
+
+@pytest.mark.slow
+def test_freeze_epochs_under_ddp_train_the_head_first(tmp_path: Path) -> None:
+    """DDP fixes the parameters it reduces when it wraps the model: the head-only phase keeps
+    every gradient through the reduction and drops the backbone's before the step."""
+    from binsort.models.factory import build_model
+
+    root = make_image_folder(tmp_path / "images", per_class=8, size=(24, 24))
+    start = tmp_path / "start.pt"
+    torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
+    argv = [
+        *("train", "--root", str(root), "--out", str(tmp_path / "runs"), "--name", "freeze"),
+        *("--model", "resnet18", "--weights", str(start), "--input-size", "16"),
+        *("--batch", "4", "--workers", "0", "--epochs", "2", "--freeze-epochs", "1"),
+        *("--split", "0.25", "--save-top-k", "-1", "--warmup-epochs", "0"),
+        *("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"),
+    ]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("MASTER_PORT", None)
+    done = subprocess.run(
+        [str(binsort_script()), *argv], capture_output=True, text=True, env=env, timeout=TIMEOUT
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    initial = torch.load(start, weights_only=True)
+    folder = tmp_path / "runs" / "freeze" / "version_0" / "checkpoints"
+
+    def weights(epoch: int) -> dict[str, torch.Tensor]:
+        (path,) = folder.glob(f"epoch{epoch:03d}-*.ckpt")
+        state = torch.load(path, weights_only=True)["state_dict"]
+        return {
+            k.removeprefix("model.net."): v
+            for k, v in state.items()
+            if k.startswith("model.net.") and not k.endswith(STATISTICS)
+        }
+
+    first, second = weights(0), weights(1)
+    backbone = [k for k in first if not k.startswith("fc.")]
+    assert all(torch.equal(first[k], initial[k]) for k in backbone)  # frozen in epoch 0
+    assert not torch.equal(first["fc.weight"], second["fc.weight"])
+    assert any(not torch.equal(second[k], initial[k]) for k in backbone)  # learning in epoch 1
+
+
+# Batch-norm statistics change in any training epoch; they are not parameters.
+STATISTICS = ("running_mean", "running_var", "num_batches_tracked")

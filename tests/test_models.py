@@ -3,14 +3,8 @@ import torch
 
 from binsort.errors import BinsortError
 from binsort.models.checkpoint import load_checkpoint, load_members
-from binsort.models.factory import (
-    Normalize,
-    build_model,
-    check_model_name,
-    head_prefixes,
-    load_weights,
-    weights_info,
-)
+from binsort.models.factory import Normalize, build_model, check_model_name, head_prefixes
+from binsort.models.pretrained import load_weights, read_weights
 
 
 def test_unknown_model_name_suggests_close_names():
@@ -43,25 +37,25 @@ def test_local_weights_file_replaces_the_head(tmp_path):
     source = build_model("resnet18", 10, [0.5] * 3, [0.5] * 3).net
     path = tmp_path / "weights.pt"
     torch.save(source.state_dict(), path)
-    state, mean, std = weights_info(str(path))
-    assert mean is None and std is None
+    source = read_weights(str(path), "resnet18")
+    assert source.mean is None and source.std is None
     target = build_model("resnet18", 3, [0.5] * 3, [0.5] * 3).net
-    fresh = load_weights(target, state)
-    assert fresh == ["fc.bias", "fc.weight"]
+    report = load_weights(target, source, ["fc."])
+    assert report.fresh == ["fc.bias", "fc.weight"]
     assert torch.equal(target.conv1.weight, source.conv1.weight)
 
 
 def test_weights_for_another_architecture_are_refused(tmp_path):
     path = tmp_path / "w.pt"
     torch.save(build_model("mobilenet_v3_small", 3, [0.5] * 3, [0.5] * 3).net.state_dict(), path)
-    state, _, _ = weights_info(str(path))
+    source = read_weights(str(path), "resnet18")
     with pytest.raises(BinsortError, match="another architecture"):
-        load_weights(build_model("resnet18", 3, [0.5] * 3, [0.5] * 3).net, state)
+        load_weights(build_model("resnet18", 3, [0.5] * 3, [0.5] * 3).net, source, ["fc."])
 
 
 def test_torchvision_weights_name_fails_clearly_offline():
     with pytest.raises(BinsortError):
-        weights_info("NoSuchNet_Weights.IMAGENET1K_V1")
+        read_weights("NoSuchNet_Weights.IMAGENET1K_V1", "resnet18")
 
 
 def test_checkpoint_round_trip_gives_the_same_logits(trained_runs):

@@ -193,7 +193,7 @@ def test_weights_file_starts_training(image_folder, tmp_path):
         (["--model", "resnet81"], "did you mean resnet18"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--split", "0.6", "--test-split", "0.5"], "below 1"),
-        (["--weights", "Nope_Weights.X"], "neither a file nor a torchvision weights name"),
+        (["--weights", "Nope_Weights.X"], "neither a file, 'imagenet' nor a torchvision"),
     ],
 )
 def test_bad_options_are_one_line_errors(image_folder, tmp_path, args, message):
@@ -252,16 +252,17 @@ def test_weights_from_a_binsort_checkpoint_carry_every_tensor(trained_runs):
     """A second training stage starts from a run's checkpoint (how the default model was made):
     every tensor of the network is taken, none left at its fresh value."""
     from binsort.models.checkpoint import load_members
-    from binsort.models.factory import build_model, load_weights, weights_info
+    from binsort.models.factory import build_model
+    from binsort.models.pretrained import load_weights, read_weights
 
     checkpoint = trained_runs[0].last_checkpoint
     member = load_members(checkpoint)[0]
     trained = member.model.net.state_dict()
-    state, mean, std = weights_info(str(checkpoint))
+    source = read_weights(str(checkpoint), "resnet18")
     fresh = build_model("resnet18", len(member.classes), [0.5] * 3, [0.5] * 3)
 
-    left_fresh = load_weights(fresh.net, state)
+    report = load_weights(fresh.net, source, ["fc."], member.classes)
 
-    assert left_fresh == [] and mean is None and std is None
+    assert report.fresh == [] and source.mean == member.hparams["mean"]
     for name, tensor in fresh.net.state_dict().items():
         assert torch.equal(tensor, trained[name]), name

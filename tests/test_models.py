@@ -37,10 +37,10 @@ def test_local_weights_file_replaces_the_head(tmp_path):
     source = build_model("resnet18", 10, [0.5] * 3, [0.5] * 3).net
     path = tmp_path / "weights.pt"
     torch.save(source.state_dict(), path)
-    source = read_weights(str(path), "resnet18")
-    assert source.mean is None and source.std is None
+    weights = read_weights(str(path), "resnet18")
+    assert weights.mean is None and weights.std is None
     target = build_model("resnet18", 3, [0.5] * 3, [0.5] * 3).net
-    report = load_weights(target, source, ["fc."])
+    report = load_weights(target, weights, ["fc."])
     assert report.fresh == ["fc.bias", "fc.weight"]
     assert torch.equal(target.conv1.weight, source.conv1.weight)
 

@@ -194,6 +194,8 @@ def test_weights_file_starts_training(image_folder, tmp_path):
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--split", "0.6", "--test-split", "0.5"], "below 1"),
         (["--weights", "Nope_Weights.X"], "neither a file, 'imagenet' nor a torchvision"),
+        (["--opt", "sgd", "--nesterov", "--momentum", "0"], "--nesterov needs a positive"),
+        (["--scheduler", "exp", "--lr-gamma", "1.5"], "--lr-gamma must be in (0, 1]"),
     ],
 )
 def test_bad_options_are_one_line_errors(image_folder, tmp_path, args, message):
@@ -266,3 +268,69 @@ def test_weights_from_a_binsort_checkpoint_carry_every_tensor(trained_runs):
     assert report.fresh == [] and source.mean == member.hparams["mean"]
     for name, tensor in fresh.net.state_dict().items():
         assert torch.equal(tensor, trained[name]), name
+
+
+def lr_history(folder):
+    ckpt = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    rows = next(v for k, v in ckpt["callbacks"].items() if "History" in k)["rows"]
+    return [row["lr"] for row in rows], ckpt["hyper_parameters"]["config"]
+
+
+def test_resume_with_more_epochs_follows_the_new_schedule(image_folder, tmp_path):
+    """A cosine run extended with --epochs continues on the longer cosine, not at rate 0."""
+    common = ["--limit-batches", "1", "--scheduler", "cosine", "--lr", "0.01"]
+    assert train(image_folder, tmp_path, *common, "--epochs", "4", "--name", "whole").exit_code == 0
+    result = train(image_folder, tmp_path, *common, "--epochs", "2", "--name", "short")
+    assert result.exit_code == 0, result.output
+    folder = run_dir(tmp_path, "short")
+    result = runner.invoke(app, ["train", "--resume", str(folder), "--epochs", "4"])
+    assert result.exit_code == 0, result.output
+    assert "exists and is not empty" not in result.output
+
+    whole, _ = lr_history(run_dir(tmp_path, "whole"))
+    resumed, config = lr_history(folder)
+    assert resumed[:2] == pytest.approx([0.01, 0.005])  # the 2-epoch cosine
+    assert resumed[2:] == pytest.approx(whole[2:]) and min(resumed) > 0
+    assert config["epochs"] == 4  # what the record says is what ran
+
+
+def test_schedules_act_through_a_real_run(image_folder, tmp_path):
+    """exp decays by its own default gamma, only after the warm-up; step cuts at milestones."""
+    runs = {
+        "exp": ["--scheduler", "exp", "--warmup-epochs", "1"],
+        "step": ["--scheduler", "step", "--milestones", "2", "--lr-gamma", "0.5"],
+    }
+    for name, args in runs.items():
+        result = train(
+            image_folder,
+            tmp_path,
+            "--epochs",
+            "4",
+            "--limit-batches",
+            "1",
+            "--lr",
+            "0.01",
+            "--name",
+            name,
+            *args,
+        )
+        assert result.exit_code == 0, result.output
+    exp, config = lr_history(run_dir(tmp_path, "exp"))
+    assert config["lr_gamma"] == 0.9
+    assert exp == pytest.approx([0.005, 0.01, 0.009, 0.0081])
+    step, _ = lr_history(run_dir(tmp_path, "step"))
+    assert step == pytest.approx([0.01, 0.01, 0.005, 0.005])
+
+
+def test_checkpoints_are_named_after_what_ranks_them(image_folder, tmp_path):
+    result = train(image_folder, tmp_path, "--epochs", "1", "--limit-batches", "1")
+    assert result.exit_code == 0, result.output
+    (best,) = (run_dir(tmp_path) / "checkpoints").glob("epoch*.ckpt")
+    assert best.name.startswith("epoch000-loss") and "-acc" in best.name
+
+
+def test_imbalance_with_class_weights_warns(image_folder, tmp_path):
+    args = ["--epochs", "1", "--limit-batches", "1", "--imbalance", "--class-weights"]
+    result = train(image_folder, tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    assert "over-weight the small classes" in result.output

@@ -60,6 +60,10 @@ DATA, MODEL, OPTIM, AUG, CKPT, HW = (
 )
 
 
+# --lr-gamma's default per scheduler: a step or a plateau cuts the rate to a fifth; exp
+# multiplies it every epoch, so its factor must be mild (0.9**20 is 0.12).
+SCHEDULER_GAMMA = {"step": 0.2, "plateau": 0.2, "exp": 0.9}
+
 # Defaults that depend on where training starts, defined here once. From published weights
 # (--weights) a short, gentle fine-tune: the new head learns faster than the pretrained
 # backbone, a warm-up protects the backbone from the head's first large gradients, and
@@ -198,9 +202,14 @@ class TrainConfig:
         OPTIM,
         SCHEDULERS,
     )
-    lr_gamma: float = _opt(0.2, "Multiply the learning rate by this at each scheduler step.", OPTIM)
+    lr_gamma: float | None = _opt(
+        None,
+        "Multiply the learning rate by this at each scheduler step (default: 0.2 for step and "
+        "plateau, 0.9 a epoch for exp).",
+        OPTIM,
+    )
     milestones: list[int] = _opt([10, 15], "Epochs at which the step scheduler decays.", OPTIM)
-    plateau_patience: int = _opt(20, "Epochs without improvement before plateau decays.", OPTIM)
+    plateau_patience: int = _opt(3, "Epochs without improvement before plateau decays.", OPTIM)
     plateau_monitor: str = _opt(
         "train_loss",
         "Metric the plateau scheduler watches.",
@@ -255,7 +264,7 @@ class TrainConfig:
     early_stop: str = _opt(
         "none", "Stop early when val loss or accuracy stalls.", CKPT, EARLY_STOPS
     )
-    early_stop_patience: int = _opt(20, "Epochs without improvement before stopping.", CKPT)
+    early_stop_patience: int = _opt(5, "Epochs without improvement before stopping.", CKPT)
 
     # --- hardware and run ---
     name: str = _opt("default", "Run name: runs go to OUT/NAME/version_N.", HW)
@@ -276,6 +285,8 @@ class TrainConfig:
         for name, value in recipe.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.lr_gamma is None:
+            self.lr_gamma = SCHEDULER_GAMMA.get(self.scheduler, 0.2)
         self.validate()
 
     def validate(self) -> None:
@@ -290,6 +301,11 @@ class TrainConfig:
             (self.split + self.test_split < 1.0, "--split plus --test-split must be below 1"),
             (self.lr > 0, "--lr must be positive"),
             (self.accumulate >= 1, "--accumulate must be at least 1"),
+            (0.0 < self.lr_gamma <= 1.0, "--lr-gamma must be in (0, 1]"),
+            (
+                not (self.opt == "sgd" and self.nesterov and self.momentum <= 0),
+                "--nesterov needs a positive --momentum",
+            ),
             (0.0 < self.aug_scale <= 1.0, "--aug-scale must be in (0, 1]"),
             (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
             (0.0 < self.ema_decay < 1.0, "--ema-decay must be in (0, 1)"),

@@ -183,12 +183,17 @@ def fit(
             f"started from {source.origin}: {report.loaded} of {report.total} tensors loaded"
             + (f"; fresh: {_names(report.fresh)}" if report.fresh else "")
         )
-    teacher_warnings = []
+    run_warnings = []
+    if cfg.imbalance and cfg.class_weights:
+        run_warnings.append(
+            "--imbalance and --class-weights both correct for class sizes: together they "
+            "over-weight the small classes; use one"
+        )
     if cfg.teacher:
         from binsort.models.teacher import load_teacher, teacher_overlap
 
         module.teacher = load_teacher(cfg.teacher, images.classes)
-        teacher_warnings = teacher_overlap(module.teacher, val_paths, test_paths)
+        run_warnings += teacher_overlap(module.teacher, val_paths, test_paths)
 
     trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)
     run_dir = Path(logger.log_dir)
@@ -238,7 +243,7 @@ def fit(
         train_size=len(train_samples),
         val_size=len(val_samples),
         test_size=len(test_paths),
-        warnings=teacher_warnings,
+        warnings=run_warnings,
         notes=notes,
         global_rank=trainer.global_rank,
     )
@@ -358,7 +363,8 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
     callbacks = [
         cb.ModelCheckpoint(
             dirpath=ckpt_dir,
-            filename="epoch{epoch:03d}-acc{val_accuracy:.4f}",
+            # Named after what ranks them, with the other metric beside it.
+            filename="epoch{epoch:03d}-loss{val_loss:.4f}-acc{val_accuracy:.4f}",
             auto_insert_metric_name=False,
             monitor=cfg.save_monitor,
             mode=mode,
@@ -445,6 +451,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*ckpt_path.*")
+    # A resumed run writes into its own checkpoint folder on purpose.
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # --cache's augmentation hook lives in the module on purpose (it runs on the device).

@@ -1,8 +1,9 @@
 """Training samplers: seeded, epoch-aware and shard-aware for distributed training.
 
-Both samplers draw from an explicit ``torch.Generator`` seeded with ``seed + epoch`` (Lightning
-calls ``set_epoch`` before each epoch), so a run is reproducible and every rank of a DDP job
-draws the same global order and takes its own share of it.
+Both samplers draw from an explicit ``torch.Generator`` seeded with ``mix(seed, epoch)``
+(Lightning calls ``set_epoch`` before each epoch), so a run is reproducible, every rank of a
+DDP job draws the same global order and takes its own share of it, and runs with nearby seeds
+draw unrelated orders.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
+
+from binsort.seeding import mix
 
 
 class _ShardedSampler(Sampler[int]):
@@ -30,7 +33,7 @@ class _ShardedSampler(Sampler[int]):
         self.epoch = epoch
 
     def generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.Generator().manual_seed(mix(self.seed, self.epoch))
 
     def global_order(self) -> torch.Tensor:
         raise NotImplementedError

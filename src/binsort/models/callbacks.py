@@ -20,7 +20,7 @@ class History(L.Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self._first = self._last = self._epoch_start = None
+        self._first = self._last = self._epoch_start = self._lr = None
         self._images = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -34,6 +34,9 @@ class History(L.Callback):
             self._epoch_start = now
         if self._first is None:
             self._first = now
+            # The rate this epoch trains at (the head's: the largest when the backbone's is
+            # scaled down); schedules step between epochs.
+            self._lr = max(g["lr"] for g in trainer.optimizers[0].param_groups)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._last = time.perf_counter()
@@ -52,6 +55,7 @@ class History(L.Callback):
             "val_accuracy": metrics.get("val_accuracy"),
             "images_per_second": self._images / train_seconds,
             "epoch_seconds": time.perf_counter() - self._epoch_start,
+            "lr": self._lr,
         }
         if "train_distill_loss" in metrics:  # --teacher runs
             row["train_distill_loss"] = metrics["train_distill_loss"]

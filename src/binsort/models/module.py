@@ -24,8 +24,9 @@ from binsort.config import TrainConfig
 from binsort.data.batch_augment import BatchAugment
 from binsort.data.transforms import batch_mixer
 from binsort.models.factory import build_model, head_prefixes
-from binsort.models.optim import build_optimizer, build_schedulers, param_groups
+from binsort.models.optim import apply_options, build_optimizer, build_schedulers, param_groups
 from binsort.models.teacher import Teacher, distillation_loss
+from binsort.seeding import mix
 
 
 class Classifier(L.LightningModule):
@@ -104,7 +105,10 @@ class Classifier(L.LightningModule):
                 batch_size=len(y),
             )
             loss = (1 - self.cfg.distill_weight) * loss + self.cfg.distill_weight * distill
-        self.train_acc(logits.detach(), y)
+        # Under CutMix/MixUp an image is two images: it counts as right when the answer is the
+        # label with the larger share (the unmixed label would count the other half wrong).
+        hard = target.argmax(1) if target.ndim == 2 else target
+        self.train_acc(logits.detach(), hard)
         self.log(
             "train_loss",
             loss,
@@ -158,6 +162,12 @@ class Classifier(L.LightningModule):
             self.teacher.to(self.device, channels_last=self.cfg.channels_last)
 
     def on_train_start(self) -> None:
+        # After a resume's restore: the options of this command line rule the schedule.
+        apply_options(
+            self.trainer.optimizers[0],
+            [c.scheduler for c in self.trainer.lr_scheduler_configs],
+            self.cfg,
+        )
         # A run resumed mid-epoch skips on_train_epoch_start for that epoch.
         self._apply_freeze()
 
@@ -166,8 +176,7 @@ class Classifier(L.LightningModule):
         if self.augment is not None:
             # --cache: seeded per epoch and rank, so a run (and a resumed run from an epoch
             # start) is reproducible and DDP ranks draw different augmentations.
-            seed = (self.cfg.seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank
-            self._augment_rng.manual_seed(seed % 2**63)
+            self._augment_rng.manual_seed(mix(self.cfg.seed, self.current_epoch, self.global_rank))
 
     def configure_optimizers(self) -> dict[str, Any] | tuple[list, list]:
         groups = param_groups(self.model.net, self.cfg, self.head)

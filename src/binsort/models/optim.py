@@ -25,16 +25,46 @@ def param_groups(net: nn.Module, cfg: TrainConfig, head: list[str]) -> list[dict
         groups.setdefault((is_head, decay), []).append(param)
     result = []
     for (is_head, decay), params in sorted(groups.items()):
-        lr = cfg.lr if is_head else cfg.lr * cfg.backbone_lr_scale
-        result.append(
-            {
-                "params": params,
-                "lr": lr,
-                "weight_decay": cfg.weight_decay if decay else 0.0,
-                "name": f"{'head' if is_head else 'backbone'}{'' if decay else '_no_decay'}",
-            }
-        )
+        name = f"{'head' if is_head else 'backbone'}{'' if decay else '_no_decay'}"
+        result.append({"params": params, "name": name, **group_options(name, cfg)})
     return result
+
+
+def group_options(name: str, cfg: TrainConfig) -> dict[str, float]:
+    """A parameter group's learning rate and weight decay, from its name and the config."""
+    lr = cfg.lr if name.startswith("head") else cfg.lr * cfg.backbone_lr_scale
+    return {"lr": lr, "weight_decay": 0.0 if name.endswith("_no_decay") else cfg.weight_decay}
+
+
+def apply_options(optimizer: torch.optim.Optimizer, schedulers: list, cfg: TrainConfig) -> None:
+    """Make a restored optimiser and its schedules follow ``cfg``.
+
+    A resumed run restores the learning rates and the schedule's own copy of its options
+    (epochs, warm-up, gamma, milestones) from the checkpoint; run with other options, it
+    would follow the old schedule (a cosine run extended with --epochs ran at rate 0). Here
+    the schedule is rebuilt from the options in force and the rate set for the epoch reached.
+    With the options unchanged, nothing changes.
+    """
+    for group in optimizer.param_groups:
+        if "name" in group:
+            options = group_options(group["name"], cfg)
+            group["initial_lr"] = options["lr"]
+            group["weight_decay"] = options["weight_decay"]
+            if not schedulers:
+                group["lr"] = options["lr"]
+    for scheduler in schedulers:
+        if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            schedule = EpochSchedule(
+                cfg.scheduler, cfg.epochs, cfg.warmup_epochs, cfg.lr_gamma, cfg.milestones
+            )
+            scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
+            scheduler.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                group["lr"] = base * schedule(scheduler.last_epoch)
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+        elif isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.factor = cfg.lr_gamma
+            scheduler.patience = cfg.plateau_patience
 
 
 def build_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -66,7 +96,7 @@ class EpochSchedule:
         if self.kind == "step":
             factor *= self.gamma ** sum(epoch >= m for m in self.milestones)
         elif self.kind == "exp":
-            factor *= self.gamma**epoch
+            factor *= self.gamma ** max(0, epoch - self.warmup)  # decays after the warm-up
         elif self.kind == "cosine":
             span = max(1, self.epochs - self.warmup)
             progress = min(1.0, max(0, epoch - self.warmup) / span)

@@ -31,8 +31,12 @@ def make_image_folder(
     size: tuple[int, int] = (40, 30),
     seed: int = 0,
     fmt: str = "JPEG",
+    tag: str = "",
 ) -> Path:
-    """Write ``per_class`` images of ``size`` (width, height) for each class under ``root``."""
+    """Write ``per_class`` images of ``size`` (width, height) for each class under ``root``.
+
+    ``tag`` goes into every file name: the leakage guard matches images by class and file
+    name, so a folder meant to be held out needs names of its own."""
     rng = np.random.default_rng(seed)
     ext = {"JPEG": ".jpg", "PNG": ".png"}[fmt]
     for ci, name in enumerate(classes):
@@ -42,7 +46,7 @@ def make_image_folder(
         for i in range(per_class):
             noise = rng.integers(-30, 30, size=(size[1], size[0], 3))
             pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{name}_{i:03d}{ext}", fmt)
+            Image.fromarray(pixels).save(folder / f"{name}{tag}_{i:03d}{ext}", fmt)
     return root
 
 

@@ -183,9 +183,9 @@ def run_train(root: Path, tmp_path: Path, trained_runs) -> tuple:
 def run_evaluate(root: Path, tmp_path: Path, trained_runs) -> tuple:
     (root / "trash").rmdir()  # a folder the model has no class for is an error (below)
     model = trained_runs[0].last_checkpoint
-    result = runner.invoke(
-        app, ["evaluate", str(model), "--root", str(root), "-o", str(tmp_path / "eval")]
-    )
+    # The corpus's good images share class and file names with the run's training images.
+    argv = ["evaluate", str(model), "--root", str(root), "-o", str(tmp_path / "eval")]
+    result = runner.invoke(app, [*argv, "--allow-overlap"])
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["images"] == len(USABLE)
     recorded = {item["path"]: item["reason"] for item in metrics["skipped"]}
@@ -253,7 +253,7 @@ def test_usable_images_are_upright_rgb(corpus: Path) -> None:
 
 @pytest.mark.parametrize("command", ["resize", "train", "evaluate", "predict"])
 def test_empty_class_folder(command: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    root = make_image_folder(tmp_path / "images", per_class=3)
+    root = make_image_folder(tmp_path / "images", per_class=3, tag="_new")
     (root / "trash").mkdir()
     if command == "resize":  # nothing to copy: no folder is made for it
         result = runner.invoke(app, ["resize", str(root), str(tmp_path / "s"), "--size", "16"])

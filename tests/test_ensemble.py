@@ -131,7 +131,7 @@ def test_refuses_to_overwrite_without_force(trained_runs: list, tmp_path: Path) 
 
 def test_greedy_cli_with_calibration(trained_runs: list, tmp_path: Path) -> None:
     ckpts = [str(r.last_checkpoint) for r in trained_runs]
-    val = make_image_folder(tmp_path / "val", per_class=3, size=(36, 36), seed=5)
+    val = make_image_folder(tmp_path / "val", per_class=3, size=(36, 36), seed=5, tag="_val")
     out = tmp_path / "greedy.pt"
     args = ["ensemble", *ckpts, "-o", str(out), "--select", "greedy", "--calibrate"]
     result = runner.invoke(app, [*args, "--root", str(val)])
@@ -147,7 +147,7 @@ def test_calibrate_scales_the_kept_members_temperatures_by_one_factor(
     trained_runs: list, tmp_path: Path
 ) -> None:
     ckpts = [r.last_checkpoint for r in trained_runs]
-    val = make_image_folder(tmp_path / "val", per_class=4, size=(36, 36), seed=6)
+    val = make_image_folder(tmp_path / "val", per_class=4, size=(36, 36), seed=6, tag="_val")
 
     result = build_ensemble(ckpts, tmp_path / "e.pt", calibrate=True, root=val)
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from binsort.cli import app
@@ -29,7 +30,11 @@ FIGURES = (
 def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder no run trained on (another root, so the leakage guard stays quiet)."""
     return make_image_folder(
-        tmp_path_factory.mktemp("held_out") / "images", per_class=3, size=(36, 36), seed=7
+        tmp_path_factory.mktemp("held_out") / "images",
+        per_class=3,
+        size=(36, 36),
+        seed=7,
+        tag="_held",
     )
 
 
@@ -189,6 +194,30 @@ def test_leakage_guard(trained_runs: list, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "metrics.json").read_text())["warnings"]
 
 
+def test_leakage_guard_sees_copies_of_the_training_folder(
+    trained_runs: list, tmp_path: Path
+) -> None:
+    """A copy under another root, and a resized copy with another extension, hold the same
+    training photos: both are refused."""
+    import shutil
+
+    from binsort.data.resize import resize_folder
+
+    run = trained_runs[0]
+    root = Path(load_members(run.last_checkpoint)[0].split["root"])
+    copy = shutil.copytree(root, tmp_path / "copy")
+    result = run_evaluate(run.last_checkpoint, "--root", copy, "-o", tmp_path / "a")
+    assert result.exit_code == 1 and "were used to train" in result.output, result.output
+    png = tmp_path / "png"
+    for path in copy.rglob("*.jpg"):
+        (png / path.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(path).save(png / path.parent.name / (path.stem + ".png"))
+    resized = tmp_path / "resized"
+    resize_folder(png, resized, 24)
+    result = run_evaluate(run.last_checkpoint, "--root", resized, "-o", tmp_path / "b")
+    assert result.exit_code == 1 and "were used to train" in result.output, result.output
+
+
 def test_different_class_lists_are_refused(
     trained_runs: list, held_out: Path, tmp_path: Path
 ) -> None:
@@ -215,7 +244,7 @@ def test_folder_problems(trained_runs: list, tmp_path: Path) -> None:
     result = run_evaluate(ckpt, "--root", root, "-o", tmp_path / "e")
     assert result.exit_code == 1 and "wood" in result.output
     # An unreadable image is left out and listed; a missing class folder is fine.
-    root = make_image_folder(tmp_path / "ok", classes=("glass", "paper"), per_class=2)
+    root = make_image_folder(tmp_path / "ok", classes=("glass", "paper"), per_class=2, tag="_new")
     (root / "glass" / "broken.jpg").write_bytes(b"not a jpeg")
     result = run_evaluate(ckpt, "--root", root, "-o", tmp_path / "e")
     assert result.exit_code == 0, result.output

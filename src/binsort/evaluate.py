@@ -27,6 +27,7 @@ from binsort.data.folder import ImageSet, check_image, scan_folder
 from binsort.data.images import open_rgb
 from binsort.errors import BinsortError
 from binsort.inference import probabilities
+from binsort.leakage import shared
 from binsort.metrics import (
     AVERAGES,
     TEMPERATURE_RANGE,
@@ -214,19 +215,13 @@ class Overlap:
 
 
 def training_overlap(candidates: list[Candidate], images: ImageSet) -> list[Overlap]:
-    """Models whose recorded training split contains some of ``images`` (same root only).
-
-    Relative paths alone would flag a different dataset that happens to share file names, so
-    the guard also needs the image root to resolve to the root the split recorded.
-    """
-    here = images.root.resolve()
-    paths = {p for p, _ in images.samples}
+    """Models whose recorded training split holds some of ``images``, wherever the images
+    lie now (``binsort.leakage``: same class and file name)."""
+    paths = [p for p, _ in images.samples]
     found = []
     for c in candidates:
         split = c.member.split or {}
-        if "root" not in split or Path(split["root"]).resolve() != here:
-            continue
-        common = sorted(paths.intersection(split.get("train", [])))
+        common = shared(paths, split.get("train", []))
         if common:
             found.append(Overlap(c.name, len(common), common[0]))
     return found
@@ -616,9 +611,7 @@ def evaluate(
 
 def _check_disjoint(calib: ImageSet, images: ImageSet, allow: bool) -> list[str]:
     """Calibrating on the evaluated images would make the calibration look better than it is."""
-    if calib.root.resolve() != images.root.resolve():
-        return []
-    common = sorted({p for p, _ in calib.samples} & {p for p, _ in images.samples})
+    common = shared([p for p, _ in calib.samples], [p for p, _ in images.samples])
     if not common:
         return []
     message = (

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from binsort.errors import BinsortError
+from binsort.leakage import shared
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 
 
@@ -83,14 +84,14 @@ def teacher_overlap(teacher: Teacher, val: list[str], test: list[str]) -> list[s
     """Warnings for held-out images of the student that the teacher's members trained on.
 
     What the teacher learnt from an image leaks into the student's answer on it, so the
-    student's validation (or test) figures would be optimistic. Paths are compared relative
-    to their roots: a teacher trained on a resized copy of the same folder counts."""
+    student's validation (or test) figures would be optimistic. Images are matched by
+    ``binsort.leakage``'s rule: a teacher trained on a copy of the same folder counts."""
     trained: set[str] = set()
     for member, _ in teacher.members:
         trained.update((member.split or {}).get("train", []))
     out = []
     for name, paths in (("validation", val), ("test", test)):
-        common = sorted(trained.intersection(paths))
+        common = shared(paths, trained)
         if common:
             out.append(
                 f"the teacher ({teacher.path}) trained on {len(common)} of this run's {name} "

@@ -32,11 +32,19 @@ def test_ranks_take_disjoint_equal_shares_of_one_order():
     n, world = 53, 4
     shards = [list(ShuffleSampler(n, seed=1, num_replicas=world, rank=r)) for r in range(world)]
     assert len({len(s) for s in shards}) == 1  # equal lengths keep DDP in step
-    covered = set().union(*shards)
-    assert covered == set(range(n))
+    # The ranks' shares, interleaved, are one epoch's order: the n indices once each, then
+    # the few that wrap around to pad the last share (56 = 4 x 14 draws for 53 images).
+    whole = list(ShuffleSampler(n, seed=1))
+    joined = [shard[i] for i in range(len(shards[0])) for shard in shards]
+    assert joined[:n] == whole and sorted(joined[:n]) == list(range(n))
+    assert joined[n:] == whole[: len(joined) - n]
     labels = [0] * 40 + [1] * 13
     balanced = [ClassBalancedSampler(labels, seed=1, num_replicas=2, rank=r) for r in range(2)]
     assert len(balanced[0]) == len(balanced[1]) == 27
+    draws = [i for pair in zip(*map(list, balanced), strict=True) for i in pair]
+    assert draws == list(
+        ClassBalancedSampler(labels, seed=1, num_replicas=2, rank=0).global_order()
+    )
 
 
 def test_shard_sampler_covers_each_index_exactly_once():

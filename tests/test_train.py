@@ -92,47 +92,66 @@ def test_augmentation_and_loss_options(image_folder, tmp_path):
         "0.2",
     )
     assert result.exit_code == 0, result.output
-    hp = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)[
-        "hyper_parameters"
-    ]
-    assert hp["mean"] == [0.5, 0.5, 0.5] and hp["config"]["cutmix"] == 1.0
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    # The normalisation acts inside the model: its buffers are the options' values.
+    assert ckpt["state_dict"]["model.norm.std"].flatten().tolist() == pytest.approx([0.2] * 3)
+    assert ckpt["state_dict"]["model.norm.mean"].flatten().tolist() == [0.5] * 3
+    # The training pipeline rebuilt from the stored config uses every augmentation option.
+    from torchvision.transforms import v2
+
+    from binsort.config import TrainConfig
+    from binsort.data.transforms import batch_mixer, train_transform
+    from binsort.models.module import Classifier
+
+    cfg = TrainConfig.from_dict(hp["config"])
+    steps = {type(t).__name__: t for t in train_transform(cfg).transforms}
+    assert steps["RandomResizedCrop"].scale == (0.5, 1.0)
+    assert steps["RandomAffine"].degrees == [-30.0, 30.0] and steps["RandomAffine"].shear
+    assert steps["RandomPerspective"].distortion_scale == 0.2
+    assert steps["ColorJitter"].brightness == (0.7, 1.3) and steps["RandomGrayscale"].p == 0.2
+    assert isinstance(batch_mixer(3, cfg.cutmix, cfg.mixup), v2.RandomChoice)
+    module = Classifier(hp["config"], hp["classes"], hp["mean"], hp["std"], hp["class_counts"])
+    assert module.criterion.label_smoothing == 0.1 and module.criterion.weight is not None
 
 
-def test_optimisation_options(image_folder, tmp_path):
+def test_optimisation_options_act(image_folder, tmp_path):
+    """Each option is observed acting, not only stored: the rate per epoch, the groups'
+    settings, the frozen backbone, the optimiser steps and the EMA weights."""
+    from binsort.models.factory import build_model
+
+    start = tmp_path / "start.pt"
+    torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
     result = train(
         image_folder,
         tmp_path,
-        "--epochs",
-        "2",
-        "--opt",
-        "sgd",
-        "--nesterov",
-        "--momentum",
-        "0.8",
-        "--weight-decay",
-        "1e-4",
-        "--scheduler",
-        "step",
-        "--milestones",
-        "1",
-        "--lr-gamma",
-        "0.1",
-        "--warmup-epochs",
-        "1",
-        "--accumulate",
-        "2",
-        "--ema",
-        "--ema-decay",
-        "0.9",
-        "--freeze-epochs",
-        "1",
-        "--backbone-lr-scale",
-        "0.5",
+        *("--weights", str(start), "--epochs", "2", "--lr", "0.01", "--save-top-k", "2"),
+        *("--opt", "sgd", "--nesterov", "--momentum", "0.8", "--weight-decay", "1e-4"),
+        *("--scheduler", "step", "--milestones", "1", "--lr-gamma", "0.1"),
+        *("--warmup-epochs", "1", "--accumulate", "2", "--ema", "--ema-decay", "0.9"),
+        *("--freeze-epochs", "1", "--backbone-lr-scale", "0.5"),
     )
     assert result.exit_code == 0, result.output
-    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["epoch"] == 1
-    assert "current_model_state" in ckpt  # EMA weights are the checkpoint's state_dict
+    folder = run_dir(tmp_path) / "checkpoints"
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    lrs, _ = lr_history(run_dir(tmp_path))
+    assert lrs == pytest.approx([0.005, 0.001])  # warm-up half, then the milestone's cut
+    groups = {g["name"]: g for g in last["optimizer_states"][0]["param_groups"]}
+    assert groups["backbone"]["lr"] == pytest.approx(0.5 * groups["head"]["lr"])
+    assert groups["head"]["momentum"] == 0.8 and groups["head"]["nesterov"] is True
+    assert groups["head"]["weight_decay"] == 1e-4 and groups["head_no_decay"]["weight_decay"] == 0
+    # 18 training images, batch 4: 5 batches an epoch, a step every 2 (and at the epoch's end).
+    assert last["global_step"] == 2 * 3
+    # EMA: the checkpoint's weights are the average, the raw ones are kept beside them.
+    raw = last["current_model_state"]
+    assert not torch.equal(raw["model.net.fc.weight"], last["state_dict"]["model.net.fc.weight"])
+    # --freeze-epochs 1: after epoch 0 the backbone's parameters are the starting ones.
+    (first,) = folder.glob("epoch000-*.ckpt")
+    state = torch.load(first, weights_only=True)["current_model_state"]  # raw, not averaged
+    initial = torch.load(start, weights_only=True)
+    for name in ("conv1.weight", "layer1.0.conv1.weight", "layer4.1.bn2.bias"):
+        assert torch.equal(state[f"model.net.{name}"], initial[name]), name
+    assert not torch.equal(last["state_dict"]["model.net.conv1.weight"], initial["conv1.weight"])
 
 
 def test_checkpoint_and_early_stop_options(image_folder, tmp_path):

@@ -204,6 +204,13 @@ def test_weights_file_starts_training(image_folder, tmp_path):
     torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), path)
     result = train(image_folder, tmp_path, "--epochs", "1", "--weights", str(path))
     assert result.exit_code == 0, result.output
+    assert "started from" in result.output and "fresh: fc.bias, fc.weight" in result.output
+    start = torch.load(path, weights_only=True)
+    first = next((run_dir(tmp_path) / "checkpoints").glob("epoch000-*.ckpt"))
+    trained = torch.load(first, weights_only=True)["state_dict"]
+    # Running statistics move in training but start from the file's, far from a fresh init.
+    moved = (trained["model.net.bn1.running_var"] - start["bn1.running_var"]).abs().max()
+    assert moved < 0.5 * start["bn1.running_var"].abs().max()
 
 
 @pytest.mark.parametrize(
@@ -353,3 +360,35 @@ def test_imbalance_with_class_weights_warns(image_folder, tmp_path):
     result = train(image_folder, tmp_path, *args)
     assert result.exit_code == 0, result.output
     assert "over-weight the small classes" in result.output
+
+
+def test_a_resumed_run_follows_the_uninterrupted_learning_rate_curve(image_folder, tmp_path):
+    """Continuing from epoch 1's checkpoint with unchanged options retraces the same rates."""
+    common = ["--limit-batches", "1", "--scheduler", "cosine", "--warmup-epochs", "1"]
+    result = train(image_folder, tmp_path, *common, "--epochs", "4", "--save-top-k", "-1")
+    assert result.exit_code == 0, result.output
+    whole, _ = lr_history(run_dir(tmp_path))
+    (epoch1,) = (run_dir(tmp_path) / "checkpoints").glob("epoch001-*.ckpt")
+    result = runner.invoke(app, ["train", "--resume", str(epoch1)])
+    assert result.exit_code == 0, result.output
+    resumed, _ = lr_history(run_dir(tmp_path))
+    assert len(resumed) == 4 and resumed == pytest.approx(whole)
+
+
+def test_plateau_watches_its_metric_in_a_real_run(image_folder, tmp_path):
+    """plateau on val_accuracy with patience 0: the rate is cut after every epoch that does
+    not beat the best accuracy so far, as the logged history shows."""
+    args = ["--epochs", "5", "--limit-batches", "1", "--lr", "0.01", "--scheduler", "plateau"]
+    args += ["--plateau-monitor", "val_accuracy", "--plateau-patience", "0", "--lr-gamma", "0.5"]
+    result = train(image_folder, tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    rows = next(v for k, v in ckpt["callbacks"].items() if "History" in k)["rows"]
+    expected, best, lr = [], -1.0, 0.01
+    for row in rows:
+        expected.append(lr)
+        if row["val_accuracy"] > best:
+            best = row["val_accuracy"]
+        else:
+            lr *= 0.5
+    assert [r["lr"] for r in rows] == pytest.approx(expected)

@@ -112,7 +112,8 @@ def test_uncertain_shows_two_bins(checkpoint: Path, photos: Path) -> None:
     assert all(row["uncertain"] for row in rows)
     assert all(row["other_bin"] in PSU_BINS - {row["bin"]} for row in rows)
     sure = json.loads(run_predict(*args[:3], "--min-confidence", "0", "-f", "json").stdout)
-    assert not any(row["uncertain"] or row["other_bin"] for row in sure)
+    assert not any(row["uncertain"] for row in sure)
+    assert all(row["other_bin_probability"] <= row["bin_probability"] for row in sure)
 
 
 def test_bad_files_among_good_ones(checkpoint: Path, photos: Path, tmp_path: Path) -> None:
@@ -202,6 +203,10 @@ def test_classes_that_share_a_bin_add_up() -> None:
     assert (sure.label, sure.bin.name, sure.uncertain) == ("paper", "Mixed Paper", False)
     assert sure.bin_probability == pytest.approx(0.89)
     assert sure.top == [("paper", 0.45), ("cardboard", 0.44)]
+    # Glass is the likeliest class (0.45), Mixed Paper the likeliest bin (0.2 + 0.35).
     unsure = _decide("b.jpg", [0.2, 0.45, 0.35], classes, bins, top_k=1, min_confidence=0.6)
-    assert unsure.uncertain and (unsure.bin.name, unsure.other_bin.name) == ("Glass", "Mixed Paper")
-    assert unsure.other_bin == psu.bin_for("paper")  # the note of the likelier class of that bin
+    assert unsure.label == "glass" and unsure.uncertain
+    assert (unsure.bin.name, unsure.other_bin.name) == ("Mixed Paper", "Glass")
+    assert unsure.bin_probability == pytest.approx(0.55)
+    assert unsure.other_bin_probability == pytest.approx(0.45)
+    assert unsure.bin == psu.bin_for("paper")  # the note of the likelier class of that bin

@@ -55,10 +55,11 @@ class Prediction:
     label: str | None = None  # the most likely class
     probability: float | None = None  # of that class
     top: list[tuple[str, float]] = field(default_factory=list)  # top-k (class, probability)
-    bin: Bin | None = None  # the most likely class's bin
+    bin: Bin | None = None  # the most likely bin (its classes' probabilities summed)
     bin_probability: float | None = None  # summed over every class that goes into that bin
     uncertain: bool = False  # bin_probability < min_confidence
-    other_bin: Bin | None = None  # when uncertain: the next most likely bin, if any
+    other_bin: Bin | None = None  # the runner-up bin, if the map has more than one
+    other_bin_probability: float | None = None
     error: str | None = None  # why the photo could not be classified
 
 
@@ -200,27 +201,26 @@ def _decide(
 ) -> Prediction:
     order = sorted(range(len(classes)), key=lambda i: -row[i])
     best = order[0]
-    # The question is which bin, so classes that share a bin (paper, cardboard) add up.
+    # The question is which bin, so classes that share a bin (paper, cardboard) add up, and
+    # the bin is the likeliest bin: 0.17 trash against 0.17 paper + 0.16 cardboard is Mixed
+    # Paper (0.33), not Landfill. A bin's note is that of its likeliest class (cardboard's
+    # note differs from paper's).
     by_bin: dict[str, float] = {}
     for i, p in enumerate(row):
         by_bin[bins[i].name] = by_bin.get(bins[i].name, 0.0) + p
-    bin_probability = by_bin[bins[best].name]
-    uncertain = bin_probability < min_confidence
-    other_bin = None
-    others = [name for name in by_bin if name != bins[best].name]
-    if uncertain and others:
-        other_name = max(others, key=by_bin.__getitem__)
-        # Its note is that of its most likely class (cardboard's note differs from paper's).
-        other_bin = next(bins[i] for i in order if bins[i].name == other_name)
+    ranked = sorted(by_bin, key=lambda name: -by_bin[name])
+    first = {name: next(bins[i] for i in order if bins[i].name == name) for name in ranked[:2]}
+    other = ranked[1] if len(ranked) > 1 else None
     return Prediction(
         path=path,
         label=classes[best],
         probability=row[best],
         top=[(classes[i], row[i]) for i in order[:top_k]],
-        bin=bins[best],
-        bin_probability=bin_probability,
-        uncertain=uncertain,
-        other_bin=other_bin,
+        bin=first[ranked[0]],
+        bin_probability=by_bin[ranked[0]],
+        uncertain=by_bin[ranked[0]] < min_confidence,
+        other_bin=first[other] if other else None,
+        other_bin_probability=by_bin[other] if other else None,
     )
 
 
@@ -276,6 +276,7 @@ def as_record(row: Prediction) -> dict[str, Any]:
         "uncertain": row.uncertain,
         "other_bin": row.other_bin.name if row.other_bin else None,
         "other_bin_note": row.other_bin.note if row.other_bin else None,
+        "other_bin_probability": _round(row.other_bin_probability),
         "top": [{"class": c, "probability": _round(p)} for c, p in row.top],
         "error": row.error,
     }

@@ -3,7 +3,7 @@
 ``evaluate(["a.ckpt", "b.ckpt"], root="data/test", ensemble=True)`` (or ``split=RUN_DIR`` for
 the held-out test list a training run recorded) loads the models, streams the images through
 them in batches and returns an ``Evaluation``: per model and for the ensemble (the mean of the
-members' softmax, as in the seed) accuracy, precision, recall, F1, calibration error, per-class
+members' softmax, as in GarbageML) accuracy, precision, recall, F1, calibration error, per-class
 figures and speed. ``write_outputs`` saves ``metrics.json`` and the figures.
 
 The loading, image-list, leakage-guard and calibration helpers here are shared with

@@ -3,7 +3,7 @@
 ``probabilities(members, images)`` takes PIL images, applies each member's own eval
 transform (its input size; normalisation is inside the model), and returns the softmax of
 each member's logits divided by its temperature, shape ``[members, images, classes]``. The
-ensemble's answer is the mean over members (``ensemble_mean``), the seed's softmax mean.
+ensemble's answer is the mean over members (``ensemble_mean``), GarbageML's softmax mean.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def _pct(value: float | None) -> str:
 
 
 def results_table(result: Evaluation) -> Table:
-    """One row per model (and the ensemble last): the seed's table plus calibration and speed."""
+    """One row per model (and the ensemble last): GarbageML's table plus calibration and speed."""
     avg = result.average
     title = (
         f"{len(result.images.samples)} images ({result.source}: {result.images.root}); "

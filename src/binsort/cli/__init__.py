@@ -28,7 +28,7 @@ train.register(app)
 
 
 def _join_nargs(argv: list[str], options: tuple[str, ...] = ("--milestones",)) -> list[str]:
-    """Accept ``--milestones 150 190`` (the seed's argparse habit) as ``--milestones 150,190``."""
+    """Accept ``--milestones 150 190`` (GarbageML's argparse habit) as ``--milestones 150,190``."""
     out: list[str] = []
     i = 0
     while i < len(argv):

@@ -138,7 +138,7 @@ def build_command():
         if f.metadata.get("choices"):
             kind = Literal[f.metadata["choices"]]  # type: ignore[valid-type]
         elif f.name == "milestones":
-            # "150,190"; the seed's "--milestones 150 190" is joined in binsort.cli.main.
+            # "150,190"; GarbageML's "--milestones 150 190" is joined in binsort.cli.main.
             kind, default = str, ",".join(str(m) for m in default)
         option = typer.Option(help=f.metadata["help"], rich_help_panel=f.metadata["panel"])
         params.append(

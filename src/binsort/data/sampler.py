@@ -64,7 +64,7 @@ class ClassBalancedSampler(_ShardedSampler):
     """Draws with replacement so that every class is equally likely in each batch.
 
     An epoch has as many draws as there are samples; small classes are upsampled and large
-    ones downsampled, the seed's "imbalance sampler".
+    ones downsampled, GarbageML's "imbalance sampler".
     """
 
     def __init__(

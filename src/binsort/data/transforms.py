@@ -13,7 +13,7 @@ from binsort.config import TrainConfig
 
 
 def train_transform(cfg: TrainConfig) -> v2.Compose:
-    """The seed's augmentations, each strength a config option (0 turns a step off)."""
+    """GarbageML's augmentations, each strength a config option (0 turns a step off)."""
     steps: list[torch.nn.Module] = [
         v2.RandomResizedCrop(cfg.input_size, scale=(cfg.aug_scale, 1.0), antialias=True),
     ]

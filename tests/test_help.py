@@ -34,3 +34,10 @@ def test_help_shows_descriptive_defaults(command: str, shown: str) -> None:
     result = runner.invoke(app, [command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert shown in result.output
+
+
+def test_version() -> None:
+    from binsort import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"binsort {__version__}"

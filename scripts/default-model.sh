@@ -17,10 +17,10 @@ common=(--root data/trashnet288 --weights imagenet --cache --channels-last --wor
 where=(--split docs/trashnet-split.json --root data/trashnet)
 
 if [ "$step" = train ] || [ "$step" = all ]; then
-  # Lite0 with binsort's fine-tuning defaults; Lite1 with half the learning rate.
+  # Lite0 with binsort's fine-tuning defaults; Lite1 with a backbone rate half the head's.
   "$binsort" train "${common[@]}" --name lite0 --model tf_efficientnet_lite0 --input-size 224
   "$binsort" train "${common[@]}" --name lite1 --model tf_efficientnet_lite1 --input-size 240 \
-    --lr 1e-3
+    --backbone-lr-scale 0.5
 fi
 if [ "$step" = pack ] || [ "$step" = all ]; then
   best() { ls -t runs/"$1"/version_*/checkpoints/epoch*.ckpt | head -1; }

@@ -15,7 +15,7 @@ apart. Example (about two minutes on a 2-core CPU)::
 
 On a GPU (``--device cuda``) the model, the cache and the augmentation are on the GPU, and the
 per-image path's workers feed it through pinned memory: (b)/(a) then says whether the loader
-keeps the GPU busy. ``scripts/gpu-default.sh figures`` runs it for resnet18 and shufflenet.
+keeps the GPU busy.
 """
 
 from __future__ import annotations

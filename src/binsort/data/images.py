@@ -1,8 +1,14 @@
 """Opening one image the same way everywhere: oriented, RGB, and with a reason when it fails.
 
 Every path that reads a photo (training, resizing, evaluation, prediction) goes through
-``open_rgb`` so that EXIF orientation, palette/CMYK/16-bit modes and decompression bombs are
-handled once.
+``open_rgb`` so that EXIF orientation, palette/CMYK/16-bit modes, HEIC photos from iPhones
+(through pillow-heif) and decompression bombs are handled once.
+
+Pillow refuses images over 89 megapixels by default, but phones now take 100-200 megapixel
+photos. binsort raises the limit to ``MAX_PIXELS`` (250 megapixels) for the whole process,
+and decodes large JPEGs at a reduced scale when a small size is all that is needed, so such a
+photo costs little memory. A file that declares more pixels is still refused, from its header,
+before anything is allocated.
 """
 
 from __future__ import annotations
@@ -16,7 +22,17 @@ from binsort.errors import BinsortError
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+    | {".heic", ".heif"}
 )
+MAX_PIXELS = 250_000_000  # above every phone camera of today (200 MP), below a bomb's
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+try:  # HEIC/HEIF: iPhones' default format
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - a dependency; absent only in a broken install
+    pass
 
 
 def is_image_name(path: str | Path) -> bool:
@@ -50,8 +66,10 @@ def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
         raise BinsortError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise BinsortError(f"{path}: is a folder, not an image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BinsortError(f"{path}: refused, image too large ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BinsortError(
+            f"{path}: refused, image too large (over {MAX_PIXELS // 1_000_000} megapixels)"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
         raise BinsortError(f"{path}: not a readable image ({describe(exc)})") from None
 

@@ -210,3 +210,15 @@ def test_classes_that_share_a_bin_add_up() -> None:
     assert unsure.bin_probability == pytest.approx(0.55)
     assert unsure.other_bin_probability == pytest.approx(0.45)
     assert unsure.bin == psu.bin_for("paper")  # the note of the likelier class of that bin
+
+
+def test_a_run_folder_is_a_model(trained_runs, photos: Path) -> None:
+    """-m RUN_DIR answers with the run's best checkpoint."""
+    run = trained_runs[0].run_dir
+    by_folder = run_predict(photos / "glass", "-m", run, "-f", "json")
+    assert by_folder.exit_code == 0, by_folder.output
+    by_file = run_predict(photos / "glass", "-m", run / "checkpoints" / "best.ckpt", "-f", "json")
+    strip = [{k: v for k, v in r.items() if k != "model"} for r in json.loads(by_file.stdout)]
+    assert [{k: v for k, v in r.items() if k != "model"} for r in json.loads(by_folder.stdout)] == (
+        strip
+    )

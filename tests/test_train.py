@@ -392,3 +392,18 @@ def test_plateau_watches_its_metric_in_a_real_run(image_folder, tmp_path):
         else:
             lr *= 0.5
     assert [r["lr"] for r in rows] == pytest.approx(expected)
+
+
+def test_a_run_writes_results_and_a_best_checkpoint(image_folder, tmp_path):
+    import csv
+
+    result = train(image_folder, tmp_path, "--epochs", "2", "--limit-batches", "1")
+    assert result.exit_code == 0, result.output
+    folder = run_dir(tmp_path)
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert all(float(r["lr"]) > 0 and float(r["val_loss"]) > 0 for r in rows)
+    assert (folder / "results.png").stat().st_size > 1000
+    best = torch.load(folder / "checkpoints" / "best.ckpt", weights_only=True)
+    (kept,) = (folder / "checkpoints").glob("epoch*.ckpt")
+    assert best["epoch"] == torch.load(kept, weights_only=True)["epoch"]

@@ -185,3 +185,27 @@ def samples_figure(
             spine.set_edgecolor(colour if wrong else "lightgrey")
             spine.set_linewidth(3 if wrong else 1)
     return figure
+
+
+def training_figure(rows: list[dict]) -> Figure:
+    """A run's curves per epoch: losses, accuracies and the learning rate (results.png)."""
+    fig = _figure(12, 3.6)
+    epochs = [r["epoch"] for r in rows]
+    panels = [
+        ("loss", ("train_loss", "val_loss")),
+        ("accuracy", ("train_accuracy", "val_accuracy")),
+        ("learning rate", ("lr",)),
+    ]
+    for i, (title, keys) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, 3, i)
+        for key in keys:
+            points = [(e, r.get(key)) for e, r in zip(epochs, rows, strict=True)]
+            points = [(e, v) for e, v in points if v is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if len(keys) > 1:
+            ax.legend()
+    fig.tight_layout()
+    return fig

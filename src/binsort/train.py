@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -22,6 +23,8 @@ from typing import Any
 
 from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from binsort.errors import BinsortError
+
+BEST = "best.ckpt"  # a copy of the best checkpoint by --save-monitor, beside last.ckpt
 
 
 @dataclass
@@ -227,6 +230,14 @@ def fit(
         # Other ranks named their logger's version after the folder rank 0 had just made;
         # the checkpoint folder is rank 0's (ModelCheckpoint broadcasts it).
         run_dir = Path(latest.dirpath).parent
+    if trainer.is_global_zero:
+        if best is not None and best.is_file():
+            # One name to point at: predict, evaluate and export take the run folder too.
+            shutil.copyfile(best, best.with_name(BEST))
+        if history.rows:
+            from binsort.reporting import training_figure
+
+            training_figure(history.rows).savefig(run_dir / "results.png", dpi=100)
     best_score = checkpoint.best_model_score
     best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)
     return TrainResult(

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+RESULTS_CSV = "results.csv"
+RESULTS_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "images_per_second",
+    "epoch_seconds",
+)
+
+
+def write_results(rows: list[dict[str, Any]], path: Path) -> None:
+    """The run's history so far, one row per epoch, as Ultralytics and CSVLogger users expect.
+
+    Rewritten whole after every epoch (a resumed run's rows come back from its checkpoint), to
+    a temporary name first, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, RESULTS_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 class History(L.Callback):
@@ -60,6 +88,8 @@ class History(L.Callback):
         if "train_distill_loss" in metrics:  # --teacher runs
             row["train_distill_loss"] = metrics["train_distill_loss"]
         self.rows.append(row)
+        if trainer.is_global_zero and trainer.log_dir:
+            write_results(self.rows, Path(trainer.log_dir) / RESULTS_CSV)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

@@ -46,9 +46,22 @@ class LoadedModel:
         return self.hparams.get("split")
 
 
+def run_checkpoint(path: str | Path) -> Path:
+    """``path`` itself, or for a training run folder its best checkpoint (``best.ckpt``, else
+    ``last.ckpt``): ``-m runs/x/version_0`` works wherever a checkpoint does."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    for name in ("best.ckpt", "last.ckpt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise BinsortError(f"{path}: a folder without best.ckpt or last.ckpt (not a training run)")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's dict, loaded without unpickling arbitrary objects."""
-    path = Path(path)
+    path = run_checkpoint(path)
     if not path.is_file():
         raise BinsortError(f"{path}: no such checkpoint file")
     if is_onnx(path):
@@ -136,7 +149,7 @@ def _build(
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
-    path = Path(path)
+    path = run_checkpoint(path)
     data = read_checkpoint(path)
     hparams = hyperparameters(data, path)
     return _build(hparams, _module_weights(data, path), path)
@@ -156,7 +169,7 @@ def _module_weights(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def load_members(path: str | Path) -> list[LoadedModel]:
     """The models in a checkpoint (one) or an ensemble file (several), ready for inference."""
-    path = Path(path)
+    path = run_checkpoint(path)
     data = read_checkpoint(path)
     if data.get("format") != ENSEMBLE_FORMAT:
         hparams = hyperparameters(data, path)

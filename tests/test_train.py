@@ -25,6 +25,7 @@ def test_one_epoch_end_to_end_writes_a_self_describing_run(image_folder, tmp_pat
     result = train(image_folder, tmp_path, "--epochs", "1", "--test-split", "0.25", "--seed", "7")
     assert result.exit_code == 0, result.output
     assert "Training finished" in result.output and "val accuracy at best" in result.output
+    assert "Epoch 1/1" in result.output and "v_num" not in result.output
     folder = run_dir(tmp_path)
     config = json.loads((folder / "config.json").read_text())
     assert config["model"] == "resnet18" and config["classes"] == ["glass", "metal", "paper"]

@@ -114,3 +114,21 @@ class StopOnRequest(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             raise KeyboardInterrupt
+
+
+def progress_bar() -> L.Callback:
+    """Lightning's rich bar, counting epochs as people do (``Epoch 3/20``, not ``Epoch 2/19``)
+    and without the logger's version number among the metrics."""
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class Bar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            text = f"Epoch {current_epoch + 1}/{self.trainer.max_epochs}"
+            return f"{text:{len(self.validation_description)}}"
+
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            return items
+
+    return Bar(leave=True)

@@ -126,7 +126,7 @@ def test_bad_files_among_good_ones(checkpoint: Path, photos: Path, tmp_path: Pat
     args = [corrupt, good, missing, text, "-m", checkpoint, "--batch", "2", "--workers", "2"]
 
     result = run_predict(*args, "-f", "json")
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output
     rows = {Path(row["path"]).name: row for row in json.loads(result.stdout)}
     assert len(rows) == 5
     assert "not a readable image" in rows["corrupt.jpg"]["error"]
@@ -136,7 +136,7 @@ def test_bad_files_among_good_ones(checkpoint: Path, photos: Path, tmp_path: Pat
     assert all(rows[f"paper_00{i}.jpg"]["class"] in CLASSES for i in (0, 1))
 
     table = run_predict(*args)
-    assert table.exit_code == 2, table.output
+    assert table.exit_code == 3, table.output
     assert "no such file" in table.output and "2 classified, 3 failed" in table.output
     assert "Traceback" not in table.output
 

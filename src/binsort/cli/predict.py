@@ -17,13 +17,12 @@ from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
-from binsort.cli._common import console, err_console, user_errors
+from binsort.cli._common import EXIT_PARTIAL, console, err_console, user_errors
 from binsort.errors import BinsortError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-EXIT_SOME_FAILED = 2
 FORMATS = ("table", "csv", "json")
 
 
@@ -99,13 +98,14 @@ def predict(
     With --format csv or json only the data goes to stdout; messages go to stderr.
 
     Exit codes: 0 every photo was classified;
-    2 some photos could not be read (their rows say why; the others are classified);
+    3 some photos could not be read (their rows say why; the others are classified);
+    2 a malformed command line;
     1 an error stopped the command (bad model, bad bin map, bad option).
     """
     with user_errors():
         failed = _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers)
     if failed:
-        raise typer.Exit(EXIT_SOME_FAILED)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers) -> int:

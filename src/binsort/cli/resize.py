@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from binsort.cli._common import console, err_console, user_errors
-
-EXIT_SKIPPED = 2
+from binsort.cli._common import EXIT_PARTIAL, console, err_console, user_errors
 
 
 def resize(
@@ -53,7 +51,7 @@ def resize(
     listed at the end.
 
     Exit codes: 0 every image was written or already done;
-    2 some files were skipped (all others are still written);
+    3 some files were skipped (all others are still written); 2 a malformed command line;
     1 an error stopped the command (SRC missing, DST inside SRC, bad option).
     """
     from rich.progress import (
@@ -93,7 +91,7 @@ def resize(
 
     _render(result, dst, size)
     if result.skipped:
-        raise typer.Exit(EXIT_SKIPPED)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _render(result, dst: Path, size: int) -> None:

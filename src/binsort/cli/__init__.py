@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from binsort.cli import ensemble, evaluate, export, predict, resize, train
+from binsort.cli import ensemble, evaluate, export, predict, resize, serve, train
 
 app = typer.Typer(
     name="binsort",
@@ -47,6 +47,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("ensemble")(ensemble.ensemble)
 app.command("predict")(predict.predict)
 app.command("export")(export.export)
+app.command("serve")(serve.serve)
 train.register(app)
 
 

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo train-demo test lint clean
+.PHONY: setup demo train-demo test lint browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ train-demo: $(STAMP)
 	$(BIN)/binsort resize examples/trashnet-sample build/sample --size 72
 	$(BIN)/binsort train --root build/sample --model mobilenet_v3_small --input-size 64 \
 		--epochs 3 --batch 8 --workers 0 --split 0.25 --out build/runs --name demo
+
+# Debian's Chromium and ChromeDriver, for the real-browser test of `binsort serve`
+# (tests/test_browser.py skips, saying why, without them).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		chromium chromium-driver)
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -49,6 +49,16 @@ def post(url: str, body: bytes, boundary: str) -> float:
     return time.perf_counter() - start
 
 
+def timed(base: str, body: bytes, boundary: str, count: int, deadline: float) -> list[float]:
+    """One client: up to ``count`` requests, one after the other, until ``deadline``."""
+    times = []
+    for _ in range(count):
+        if time.perf_counter() > deadline:
+            break
+        times.append(post(base + "predict", body, boundary))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", type=Path)
@@ -79,15 +89,12 @@ def main() -> None:
             deadline = time.perf_counter() + args.seconds
             start = time.perf_counter()
 
-            def worker(count: int) -> None:
-                for _ in range(count):
-                    if time.perf_counter() > deadline:
-                        return
-                    latencies.append(post(base + "predict", body, boundary))
-
             share = max(1, args.requests // clients)
             with ThreadPoolExecutor(clients) as pool:
-                list(pool.map(worker, [share] * clients))
+                for times in pool.map(
+                    lambda n, d=deadline: timed(base, body, boundary, n, d), [share] * clients
+                ):
+                    latencies += times
             wall = time.perf_counter() - start
             p50 = statistics.median(latencies) * 1000
             p95 = statistics.quantiles(latencies, n=20)[-1] * 1000 if len(latencies) > 1 else p50

@@ -42,6 +42,16 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
     for note in result.notes:
         err_console.print(note, highlight=False, markup=False, soft_wrap=True)
     console.print(summary_table(result))
+    # Paths a user copies go below the table, whole: a table cell would cut them at 80 columns.
+    best = result.best_checkpoint.with_name("best.ckpt") if result.best_checkpoint else None
+    paths = (
+        ("run folder", result.run_dir),
+        ("best checkpoint", best),
+        ("last checkpoint", result.last_checkpoint),
+    )
+    for label, path in paths:
+        if path is not None:
+            console.print(f"{label}: {path}", highlight=False, markup=False, soft_wrap=True)
     print_warnings(result.warnings)
     if result.skipped:
         err_console.print(f"[yellow]left out {len(result.skipped)} unreadable file(s):[/]")
@@ -98,7 +108,7 @@ def folds_table(folds) -> Table:
 
 def summary_table(result) -> Table:
     best = result.best_row
-    table = Table(title=f"Training finished: {result.run_dir}", show_header=False)
+    table = Table(title="Training finished", show_header=False)
     table.add_column(style="bold")
     table.add_column()
 
@@ -115,8 +125,6 @@ def summary_table(result) -> Table:
         ("best epoch", f"{fmt(result.best_epoch, 'd')} (by {result.monitor})"),
         ("val accuracy at best", fmt(best.get("val_accuracy"))),
         ("val loss at best", fmt(best.get("val_loss"))),
-        ("best checkpoint", str(result.best_checkpoint or "-")),
-        ("last checkpoint", str(result.last_checkpoint or "-")),
         ("time per epoch", fmt(result.seconds_per_epoch, ".1f") + " s"),
         ("training images/s", fmt(result.images_per_second, ".1f")),
         ("total time", f"{result.seconds:.1f} s"),

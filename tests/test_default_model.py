@@ -26,6 +26,7 @@ def test_it_ships_and_is_small() -> None:
     assert [m["arch"] for m in model.members] == [
         "timm/tf_efficientnet_lite0",
         "timm/tf_efficientnet_lite1",
+        "timm/tf_efficientnet_lite2",
     ]
 
 

@@ -107,7 +107,7 @@ def test_uncertain_shows_two_bins(checkpoint: Path, photos: Path) -> None:
     args = (photos / "metal", "-m", checkpoint, "--min-confidence", "0.99")
     table = run_predict(*args)
     assert table.exit_code == 0, table.output
-    assert " or " in table.output and "uncertain" in table.output
+    assert "not sure: " in table.output and " or " in table.output
     rows = json.loads(run_predict(*args, "-f", "json").stdout)
     assert all(row["uncertain"] for row in rows)
     assert all(row["other_bin"] in PSU_BINS - {row["bin"]} for row in rows)

@@ -134,7 +134,7 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     with _progress(len(photos), show=len(photos) > batch) as advance:
         rows = advance(rows)
         if fmt == "table":
-            table, failed = _table(rows, about, min(top_k, len(classes)))
+            table, failed, notes = _table(rows, about, min(top_k, len(classes)))
         else:
             with _open_output(output) as out:
                 write = _write_csv if fmt == "csv" else _write_json
@@ -142,6 +142,8 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     summary = f"{len(photos) - failed} classified, {failed} failed"
     if fmt == "table":
         console.print(table)
+        for note in notes:
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
         console.print(summary, highlight=False)
     else:
         # stdout holds only the data; the summary and the model's name go to stderr.
@@ -226,30 +228,40 @@ def _write_json(rows, out: IO[str], top_k: int) -> int:
     return failed
 
 
-def _table(rows, about: str, top_k: int) -> tuple[Table, int]:
+def _table(rows, about: str, top_k: int) -> tuple[Table, int, list[str]]:
+    """The photos as a table that fits 80 columns: file names (full paths are in CSV/JSON) and
+    the bin with its probability; each bin's note is returned to be shown once, below."""
     from rich.markup import escape
     from rich.table import Table
 
+    wide = console.width >= 110  # room for the top-k classes too
     table = Table(title=about, title_justify="left")
     table.add_column("photo", overflow="fold")
-    table.add_column("class")
-    table.add_column("p", justify="right")
-    table.add_column(f"top {top_k}")
-    table.add_column("bin")
-    table.add_column("note", overflow="fold")
+    table.add_column("class", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
+    table.add_column("bin", overflow="fold")
+    table.add_column("bin p", justify="right", no_wrap=True)
+    if wide:
+        table.add_column(f"top {top_k}")
     failed = 0
+    notes: dict[str, str] = {}
     for row in rows:
+        name = escape(Path(row.path).name)
         if row.error is not None:
             failed += 1
-            table.add_row(escape(row.path), "[red]error[/]", "", "", "", escape(row.error))
+            table.add_row(name, "[red]error[/]", "", escape(row.error), "", *([""] * wide))
             continue
-        top = ", ".join(f"{c} {p:.2f}" for c, p in row.top)
         if row.uncertain:
             shown = [row.bin.name] + ([row.other_bin.name] if row.other_bin else [])
-            bin_cell = f"[yellow]{escape(' or '.join(shown))}[/]"
-            note = f"uncertain: {row.bin.name} {row.bin_probability:.2f}, check before sorting"
+            bin_cell = f"[yellow]not sure: {escape(' or '.join(shown))}[/]"
         else:
-            bin_cell, note = escape(row.bin.name), row.bin.note
-        cells = (row.label, f"{row.probability:.2f}", top)
-        table.add_row(escape(row.path), *map(escape, cells), bin_cell, escape(note))
-    return table, failed
+            bin_cell = escape(row.bin.name)
+        for b in (row.bin, row.other_bin if row.uncertain else None):
+            if b is not None and b.note:
+                notes.setdefault(b.name, b.note)
+        cells = [name, escape(row.label), f"{row.probability:.2f}", bin_cell]
+        cells.append(f"{row.bin_probability:.2f}")
+        if wide:
+            cells.append(escape(", ".join(f"{c} {p:.2f}" for c, p in row.top)))
+        table.add_row(*cells)
+    return table, failed, [f"{b}: {n}" for b, n in notes.items()]

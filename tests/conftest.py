@@ -6,7 +6,10 @@ can actually learn them in a few steps, which keeps end-to-end tests meaningful 
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +102,16 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> list:
         )
         results.append(fit(cfg))
     return results
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose IHDR (with a correct CRC) claims ``width`` x ``height``."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    # Signature (8 bytes), then the IHDR chunk: length (4), type (4), data (13), CRC (4).
+    ihdr = bytearray(data[16:29])
+    ihdr[0:8] = struct.pack(">II", width, height)
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(ihdr)))
+    return bytes(data)

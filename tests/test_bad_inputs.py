@@ -14,8 +14,6 @@ import hashlib
 import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from binsort.cli import app
-from conftest import COLOURS, make_image_folder
+from conftest import COLOURS, make_image_folder, png_declaring
 
 runner = CliRunner()
 
@@ -58,19 +56,6 @@ def _pixels(colour: tuple[int, int, int], size: tuple[int, int], seed: int) -> n
     return np.clip(np.array(colour, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
 
 
-def _png_declaring(width: int, height: int) -> bytes:
-    """A valid 1x1 PNG whose IHDR (with a correct CRC) claims ``width`` x ``height``."""
-    buffer = io.BytesIO()
-    Image.new("L", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    # Signature (8 bytes), then the IHDR chunk: length (4), type (4), data (13), CRC (4).
-    ihdr = bytearray(data[16:29])
-    ihdr[0:8] = struct.pack(">II", width, height)
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(ihdr)))
-    return bytes(data)
-
-
 def write_corpus(root: Path, empty_class: str | None = "trash") -> Path:
     """Write the bad-inputs ImageFolder under ``root`` and return ``root``."""
     make_image_folder(root, per_class=GOOD_PER_CLASS, size=(40, 30))
@@ -84,7 +69,7 @@ def write_corpus(root: Path, empty_class: str | None = "trash") -> Path:
     (glass / "random bytes [draft].jpg").write_bytes(np.random.default_rng(1).bytes(3000))
     (glass / "notes.txt").write_text("a text file among the photos\n")
     (glass / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
-    (glass / "bomb.png").write_bytes(_png_declaring(30000, 30000))
+    (glass / "bomb.png").write_bytes(png_declaring(30000, 30000))
     Image.fromarray(_pixels(COLOURS["glass"], (40, 30), 7)).save(glass / UNICODE_NAME)
 
     # Left half blue, right half red; EXIF orientation 6: shown rotated 90 degrees clockwise,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from binsort.cli import app
 from binsort.data.folder import scan_folder
 from binsort.data.images import MAX_PIXELS, open_rgb
 from binsort.errors import BinsortError
-from conftest import COLOURS
+from conftest import COLOURS, png_declaring
 
 runner = CliRunner()
 
@@ -32,18 +29,6 @@ def heic_folder(root: Path) -> Path:
             pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"IMG_{i:04d}.HEIC")
     return root
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header (with a valid CRC) claims ``width`` x ``height`` pixels."""
-    buffer = io.BytesIO()
-    Image.new("L", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = bytearray(data[16:29])
-    ihdr[0:8] = struct.pack(">II", width, height)
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(ihdr)))
-    return bytes(data)
 
 
 def test_heic_photos_are_found_and_read(tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from binsort.cli import app as cli
 from binsort.serve import create_app, load_served
-from conftest import make_image_folder
-from test_phone_photos import png_declaring
+from conftest import make_image_folder, png_declaring
 
 runner = CliRunner()
 

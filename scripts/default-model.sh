@@ -44,7 +44,11 @@ meta["split"]["root"] = "data/trashnet"
 entry.value = json.dumps(meta)
 onnx.save(proto, path)
 PY
-  "$binsort" evaluate build/default/default-model.onnx "${where[@]}" --part val \
+  # evaluate scores the ensemble file (float32, the members at their own input sizes) with
+  # every figure; export_accuracy scores the shipped float16 file through predict's own path.
+  "$binsort" evaluate build/default/default.ensemble "${where[@]}" --part val \
     -o build/default/val
-  "$binsort" evaluate build/default/default-model.onnx "${where[@]}" -o build/default/test
+  "$binsort" evaluate build/default/default.ensemble "${where[@]}" -o build/default/test
+  "${PYTHON:-.venv/bin/python}" benchmarks/export_accuracy.py build/default/default-model.onnx \
+    "${where[@]}"
 fi

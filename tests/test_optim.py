@@ -76,3 +76,30 @@ def test_epoch_schedule_is_plain_data_for_checkpoints():
     schedule = EpochSchedule("exp", 10, gamma=0.5)
     assert schedule(2) == pytest.approx(0.25)
     assert all(isinstance(v, (int, float, str, list)) for v in vars(schedule).values())
+
+
+def test_train_accuracy_under_mixup_counts_the_larger_share():
+    """With MixUp/CutMix an answer is right when it is the label with the larger share of the
+    mixed image, not the unmixed label of the first image."""
+    from binsort.models.module import Classifier
+
+    cfg = TrainConfig(model="resnet18", input_size=16, mixup=0.4, cutmix=1.0)
+    module = Classifier(cfg.to_dict(), ["a", "b", "c"], [0.5] * 3, [0.25] * 3)
+    module.log = lambda *args, **kwargs: None  # no trainer here to log to
+    x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(16) % 3
+    torch.manual_seed(2)  # a draw where the two counts differ (0.5 against 0.19)
+    mixed, target = module.mixer(x, y)
+    with torch.no_grad():
+        answers = module(mixed).argmax(1)
+    expected = (answers == target.argmax(1)).float().mean().item()
+    assert expected != pytest.approx((answers == y).float().mean().item())
+    torch.manual_seed(2)
+    module.training_step((x, y), 0)
+    assert module.train_acc.compute() == pytest.approx(expected)
+
+
+def test_default_patiences_can_act_within_the_default_epochs():
+    for cfg in (TrainConfig(), TrainConfig(weights="imagenet")):
+        assert cfg.plateau_patience < cfg.epochs and cfg.early_stop_patience < cfg.epochs
+    assert TrainConfig(scheduler="exp").lr_gamma ** TrainConfig().epochs > 0.1  # not 0.2**20

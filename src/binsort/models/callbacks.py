@@ -88,8 +88,11 @@ class History(L.Callback):
         if "train_distill_loss" in metrics:  # --teacher runs
             row["train_distill_loss"] = metrics["train_distill_loss"]
         self.rows.append(row)
-        if trainer.is_global_zero and trainer.log_dir:
-            write_results(self.rows, Path(trainer.log_dir) / RESULTS_CSV)
+        # The logger's folder, not trainer.log_dir: under DDP that one is a broadcast, which
+        # would wait forever for the ranks that do not write.
+        folder = getattr(trainer.logger, "log_dir", None) if trainer.is_global_zero else None
+        if folder:
+            write_results(self.rows, Path(folder) / RESULTS_CSV)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

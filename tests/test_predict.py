@@ -222,3 +222,16 @@ def test_a_run_folder_is_a_model(trained_runs, photos: Path) -> None:
     assert [{k: v for k, v in r.items() if k != "model"} for r in json.loads(by_folder.stdout)] == (
         strip
     )
+
+
+def test_csv_and_json_say_which_model_and_bins_answered(checkpoint: Path, photos: Path) -> None:
+    import csv as csv_module
+    import hashlib
+
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    rows = json.loads(run_predict(photos / "glass", "-m", checkpoint, "-f", "json").stdout)
+    assert all(r["model_sha256"] == digest and r["bin_map"] == "psu" for r in rows)
+    assert all(r["model_file"] == str(checkpoint) and "resnet18" in r["model"] for r in rows)
+    text = run_predict(photos / "glass", "-m", checkpoint, "-f", "csv").stdout
+    table = list(csv_module.DictReader(text.splitlines()))
+    assert table and all(r["model_sha256"] == digest for r in table)

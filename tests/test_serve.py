@@ -56,6 +56,7 @@ def test_page_health_and_model(client: TestClient) -> None:
     info = client.get("/model").json()
     assert info["classes"] == ["glass", "metal", "paper"]
     assert info["bins"]["paper"]["bin"] == "Mixed Paper" and len(info["sha256"]) == 64
+    assert info["file"].endswith(".ckpt")
     assert set(info["colours"]) == {"Glass", "Metal", "Mixed Paper"}
 
 

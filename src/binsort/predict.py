@@ -282,19 +282,45 @@ def as_record(row: Prediction) -> dict[str, Any]:
     }
 
 
+def answer_source(model: str | Path | None, loaded: Any, bin_map: BinMap) -> dict[str, Any]:
+    """Which model answered and with which bins, for every CSV/JSON record: its description,
+    its file (a run folder's best checkpoint; the bundled file when ``model`` is None), the
+    file's SHA-256 and the bin map."""
+    import hashlib
+
+    path = Path(model) if model is not None else default_model_path()
+    if path is not None and path.is_dir():
+        from binsort.models.checkpoint import run_checkpoint
+
+        path = run_checkpoint(path)
+    digest = None
+    if path is not None and path.is_file():
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {
+        "model": loaded.describe(),
+        "model_file": str(path) if path is not None else None,
+        "model_sha256": digest,
+        "bin_map": bin_map.source,
+    }
+
+
+SOURCE_KEYS = ("model", "model_file", "model_sha256", "bin_map")
+
+
 def csv_header(top_k: int) -> list[str]:
     """The CSV columns: the record's scalars, top1_class, top1_probability, ..., then error."""
     tops = [f"top{i}_{key}" for i in range(1, top_k + 1) for key in ("class", "probability")]
-    return [*_SCALAR_KEYS, *tops, "error"]
+    return [*_SCALAR_KEYS, *tops, "error", *SOURCE_KEYS]
 
 
-def csv_row(row: Prediction, top_k: int) -> list[Any]:
+def csv_row(row: Prediction, top_k: int, source: dict[str, Any]) -> list[Any]:
     record = as_record(row)
     cells = [_cell(record[k]) for k in _SCALAR_KEYS]
     for i in range(top_k):
         cls, p = row.top[i] if i < len(row.top) else (None, None)
         cells += [_cell(cls), _cell(_round(p))]
-    return [*cells, _cell(row.error)]
+    return [*cells, _cell(row.error), *(_cell(source.get(k)) for k in SOURCE_KEYS)]
 
 
 def _cell(value: Any) -> Any:

@@ -18,7 +18,6 @@ at most ``concurrency`` at a time, off the event loop.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from functools import partial
@@ -33,7 +32,13 @@ from starlette.datastructures import UploadFile
 from binsort.bins import BinMap, load_bin_map
 from binsort.data.images import IMAGE_EXTENSIONS
 from binsort.errors import BinsortError
-from binsort.predict import as_record, describe_model, load_model, predict_photos
+from binsort.predict import (
+    answer_source,
+    as_record,
+    describe_model,
+    load_model,
+    predict_photos,
+)
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a 200-megapixel phone JPEG is 30-60 MB
 DEFAULT_CONCURRENCY = 2  # photos classified at once; more only queue for the same cores
@@ -49,8 +54,7 @@ class Served:
     model: Any
     bin_map: BinMap
     description: str
-    path: Path | None
-    sha256: str | None
+    source: dict[str, Any]  # predict's answer_source: model, file, SHA-256, bin map
 
     def info(self) -> dict[str, Any]:
         bins = {}
@@ -60,8 +64,8 @@ class Served:
         names = list(dict.fromkeys(b["bin"] for b in bins.values()))
         return {
             "model": self.description,
-            "file": str(self.path) if self.path else None,
-            "sha256": self.sha256,
+            "file": self.source["model_file"],
+            "sha256": self.source["model_sha256"],
             "classes": list(self.model.classes),
             "bin_map": self.bin_map.title or self.bin_map.source,
             "bins": bins,
@@ -71,15 +75,10 @@ class Served:
 
 def load_served(model: str | Path | None, bins: str | Path = "psu") -> Served:
     """The model (None: the bundled default) and bin map, checked against each other."""
-    from binsort.predict import default_model_path
-
-    path = Path(model) if model is not None else default_model_path()
     loaded = load_model(model)
     bin_map = load_bin_map(bins, classes=loaded.classes)
-    digest = None
-    if path is not None and path.is_file():
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Served(loaded, bin_map, describe_model(loaded, default=model is None), path, digest)
+    description = describe_model(loaded, default=model is None)
+    return Served(loaded, bin_map, description, answer_source(model, loaded, bin_map))
 
 
 class UploadError(Exception):
@@ -101,8 +100,7 @@ def classify_bytes(served: Served, data: bytes, filename: str) -> dict[str, Any]
         photo = Path(folder) / f"upload{suffix}"
         photo.write_bytes(data)
         (row,) = list(predict_photos([photo], served.model, served.bin_map, workers=0))
-    record = as_record(row)
-    record["path"] = filename
+    record = {**as_record(row), **served.source, "path": filename}
     if row.error is not None:
         if "too large" in row.error:
             raise UploadError(413, f"{filename}: the image is too large (over 250 megapixels)")

@@ -111,7 +111,13 @@ def predict(
 def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers) -> int:
     """Classify and write; returns the number of photos that failed."""
     from binsort.bins import load_bin_map
-    from binsort.predict import describe_model, find_photos, load_model, predict_photos
+    from binsort.predict import (
+        answer_source,
+        describe_model,
+        find_photos,
+        load_model,
+        predict_photos,
+    )
 
     fmt = _choose_format(fmt, output)
     photos = list(find_photos(paths))  # paths only: the images themselves are streamed
@@ -138,7 +144,8 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
         else:
             with _open_output(output) as out:
                 write = _write_csv if fmt == "csv" else _write_json
-                failed = write(rows, out, min(top_k, len(classes)))
+                source = answer_source(model, loaded, bin_map)
+                failed = write(rows, out, min(top_k, len(classes)), source)
     summary = f"{len(photos) - failed} classified, {failed} failed"
     if fmt == "table":
         console.print(table)
@@ -203,26 +210,27 @@ def _open_output(output: Path | None) -> Iterator[IO[str]]:
         tmp.unlink(missing_ok=True)
 
 
-def _write_csv(rows, out: IO[str], top_k: int) -> int:
+def _write_csv(rows, out: IO[str], top_k: int, source: dict) -> int:
     from binsort.predict import csv_header, csv_row
 
     writer = csv.writer(out)
     writer.writerow(csv_header(top_k))
     failed = 0
     for row in rows:
-        writer.writerow(csv_row(row, top_k))
+        writer.writerow(csv_row(row, top_k, source))
         failed += row.error is not None
     return failed
 
 
-def _write_json(rows, out: IO[str], top_k: int) -> int:
+def _write_json(rows, out: IO[str], top_k: int, source: dict) -> int:
     """A JSON list written one object per line as rows arrive (valid JSON once complete)."""
     from binsort.predict import as_record
 
     failed = 0
     out.write("[")
     for i, row in enumerate(rows):
-        out.write(("," if i else "") + "\n  " + json.dumps(as_record(row), ensure_ascii=False))
+        record = {**as_record(row), **source}
+        out.write(("," if i else "") + "\n  " + json.dumps(record, ensure_ascii=False))
         failed += row.error is not None
     out.write("\n]\n")
     return failed

@@ -99,6 +99,15 @@ FINETUNE: dict[str, Any] = {
 }
 
 
+def _by_recipe(name: str) -> str:
+    """'(default: X with --weights, Y from scratch)' for a help text, from the two tables."""
+
+    def shown(value: Any) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return f"(default: {shown(FINETUNE[name])} with --weights, {shown(SCRATCH[name])} from scratch)"
+
+
 @dataclass
 class TrainConfig:
     # --- data ---
@@ -153,7 +162,7 @@ class TrainConfig:
     backbone_lr_scale: float | None = _opt(
         None,
         "Multiply the learning rate of everything but the head by this "
-        "(default: 0.25 with --weights, 1 from scratch).",
+        f"{_by_recipe('backbone_lr_scale')}.",
         MODEL,
     )
     channels_last: bool = _opt(
@@ -173,17 +182,13 @@ class TrainConfig:
     )
 
     # --- optimisation ---
-    epochs: int | None = _opt(
-        None, "Number of epochs (default: 8 with --weights, 20 from scratch).", OPTIM
-    )
+    epochs: int | None = _opt(None, f"Number of epochs {_by_recipe('epochs')}.", OPTIM)
     batch: int = _opt(16, "Batch size (per device).", OPTIM)
-    opt: str | None = _opt(
-        None, "Optimizer (default: adamw with --weights, adam from scratch).", OPTIM, OPTIMIZERS
-    )
+    opt: str | None = _opt(None, f"Optimizer {_by_recipe('opt')}.", OPTIM, OPTIMIZERS)
     lr: float | None = _opt(
         None,
         "Learning rate of the head; the backbone's is this times --backbone-lr-scale "
-        "(default: 2e-3 with --weights, 4e-3 from scratch).",
+        f"{_by_recipe('lr')}.",
         OPTIM,
     )
     momentum: float = _opt(0.9, "SGD momentum.", OPTIM)
@@ -191,21 +196,21 @@ class TrainConfig:
     weight_decay: float | None = _opt(
         None,
         "Weight decay, never applied to normalisation weights or biases "
-        "(default: 0.02 with --weights, 0 from scratch).",
+        f"{_by_recipe('weight_decay')}.",
         OPTIM,
     )
     accumulate: int = _opt(1, "Accumulate gradients over this many batches.", OPTIM)
     scheduler: str | None = _opt(
         None,
-        "Learning-rate schedule, stepped once per epoch (default: cosine with --weights, "
-        "none from scratch).",
+        f"Learning-rate schedule, stepped once per epoch {_by_recipe('scheduler')}.",
         OPTIM,
         SCHEDULERS,
     )
     lr_gamma: float | None = _opt(
         None,
-        "Multiply the learning rate by this at each scheduler step (default: 0.2 for step and "
-        "plateau, 0.9 a epoch for exp).",
+        "Multiply the learning rate by this at each scheduler step (default: "
+        + ", ".join(f"{g:g} for {k}" for k, g in SCHEDULER_GAMMA.items())
+        + "; exp steps every epoch after the warm-up).",
         OPTIM,
     )
     milestones: list[int] = _opt([10, 15], "Epochs at which the step scheduler decays.", OPTIM)
@@ -218,13 +223,12 @@ class TrainConfig:
     )
     warmup_epochs: int | None = _opt(
         None,
-        "Linear learning-rate warmup epochs, with any scheduler "
-        "(default: 1 with --weights, 0 from scratch).",
+        f"Linear learning-rate warmup epochs, with any scheduler {_by_recipe('warmup_epochs')}.",
         OPTIM,
     )
     label_smoothing: float | None = _opt(
         None,
-        "Label smoothing for the cross-entropy loss (default: 0.1 with --weights, 0 from scratch).",
+        f"Label smoothing for the cross-entropy loss {_by_recipe('label_smoothing')}.",
         OPTIM,
     )
     ema: bool = _opt(
@@ -235,22 +239,18 @@ class TrainConfig:
     # --- augmentation (per-image, training only) ---
     aug_scale: float | None = _opt(
         None,
-        "Lower bound of RandomResizedCrop's area scale (default: 0.25 with --weights, 0.08 "
-        "from scratch).",
+        f"Lower bound of RandomResizedCrop's area scale {_by_recipe('aug_scale')}.",
         AUG,
     )
     hflip: float = _opt(0.5, "Horizontal flip probability.", AUG)
     vflip: float = _opt(0.5, "Vertical flip probability (waste is photographed from above).", AUG)
     rotation: float | None = _opt(
-        None, "Maximum rotation in degrees (default: 10 with --weights, 20 from scratch).", AUG
+        None, f"Maximum rotation in degrees {_by_recipe('rotation')}.", AUG
     )
-    shear: float | None = _opt(
-        None, "Maximum shear in degrees (default: 0 with --weights, 10 from scratch).", AUG
-    )
+    shear: float | None = _opt(None, f"Maximum shear in degrees {_by_recipe('shear')}.", AUG)
     perspective: float | None = _opt(
         None,
-        "RandomPerspective distortion, 0 turns it off (default: 0 with --weights, 0.1 from "
-        "scratch).",
+        f"RandomPerspective distortion, 0 turns it off {_by_recipe('perspective')}.",
         AUG,
     )
     jitter: float = _opt(0.2, "ColorJitter strength for brightness, contrast, saturation.", AUG)

@@ -233,7 +233,9 @@ def fit(
     if trainer.is_global_zero:
         if best is not None and best.is_file():
             # One name to point at: predict, evaluate and export take the run folder too.
-            shutil.copyfile(best, best.with_name(BEST))
+            tmp = best.with_name(BEST + ".tmp")
+            shutil.copyfile(best, tmp)
+            os.replace(tmp, best.with_name(BEST))  # never a half-written best.ckpt
         if history.rows:
             from binsort.reporting import training_figure
 

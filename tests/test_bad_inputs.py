@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from binsort.cli import app
-from conftest import COLOURS, make_image_folder, png_declaring
+from conftest import COLOURS, make_image_folder, png_declaring, smooth_noise
 
 runner = CliRunner()
 
@@ -51,8 +51,7 @@ GOOD_PER_CLASS = 4
 
 
 def _pixels(colour: tuple[int, int, int], size: tuple[int, int], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(-25, 25, size=(size[1], size[0], 3))
+    noise = smooth_noise(np.random.default_rng(seed), size, 25)
     return np.clip(np.array(colour, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
 
 

@@ -14,7 +14,7 @@ from binsort.cli import app
 from binsort.data.folder import scan_folder
 from binsort.data.images import MAX_PIXELS, open_rgb
 from binsort.errors import BinsortError
-from conftest import COLOURS, png_declaring
+from conftest import COLOURS, png_declaring, smooth_noise
 
 runner = CliRunner()
 
@@ -25,8 +25,8 @@ def heic_folder(root: Path) -> Path:
     for name, colour in COLOURS.items():
         (root / name).mkdir(parents=True)
         for i in range(2):
-            noise = rng.integers(-20, 20, size=(30, 40, 3))
-            pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+            pixels = np.clip(np.array(colour) + smooth_noise(rng, (40, 30), 20), 0, 255)
+            pixels = pixels.astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"IMG_{i:04d}.HEIC")
     return root
 

@@ -93,3 +93,11 @@ def test_serve_refuses_a_bad_model_in_one_line(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["serve", "-m", str(tmp_path / "nope.ckpt")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_blank_frame_is_not_recognised(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (255, 255, 255)).save(buffer, "JPEG")
+    response = post(client, "blank.jpg", buffer.getvalue())
+    assert response.status_code == 200, response.text
+    assert "blank" in response.json()["not_recognised"] and response.json()["bin"] is None

@@ -34,6 +34,7 @@ from binsort.config import TTA_MODES
 from binsort.data.images import is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError
 from binsort.onnx_model import OnnxModel, describe_members, is_onnx
+from binsort.screening import screen
 
 DEFAULT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
 DEFAULT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
@@ -61,6 +62,7 @@ class Prediction:
     other_bin: Bin | None = None  # the runner-up bin, if the map has more than one
     other_bin_probability: float | None = None
     error: str | None = None  # why the photo could not be classified
+    not_recognised: str | None = None  # why it is not a photo of an item (binsort.screening)
 
 
 def default_model_path() -> Path | None:
@@ -181,12 +183,16 @@ def predict_photos(
 def _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta):
     classes = model.classes
     for items in _decoded_batches(photos, batch, workers, model.input_size):
-        images = [im for _, im in items if isinstance(im, Image.Image)]
+        # Non-photos (binsort.screening) are not shown to the model at all.
+        items = [(p, im, screen(im) if isinstance(im, Image.Image) else None) for p, im in items]
+        images = [im for _, im, why in items if isinstance(im, Image.Image) and why is None]
         probs = model.probabilities(images, tta=tta).tolist() if images else []
         rows = iter(probs)
-        for path, im in items:
+        for path, im, why in items:
             if isinstance(im, str):
                 yield Prediction(str(path), error=im)
+            elif why is not None:
+                yield Prediction(str(path), not_recognised=why)
             else:
                 yield _decide(str(path), next(rows), classes, bins, top_k, min_confidence)
 
@@ -278,6 +284,7 @@ def as_record(row: Prediction) -> dict[str, Any]:
         "other_bin_note": row.other_bin.note if row.other_bin else None,
         "other_bin_probability": _round(row.other_bin_probability),
         "top": [{"class": c, "probability": _round(p)} for c, p in row.top],
+        "not_recognised": row.not_recognised,
         "error": row.error,
     }
 

@@ -228,6 +228,16 @@ fetch("model").then((r) => r.json()).then((info) => {
 const pct = (p) => Math.round(p * 100) + "%";
 function show(record) {
   const bin = $("bin");
+  if (record.not_recognised) {
+    bin.className = "unsure";
+    bin.style.background = "";
+    bin.textContent = "Not recognised";
+    $("summary").textContent = "This " + record.not_recognised + ".";
+    $("note").hidden = true;
+    $("top").replaceChildren();
+    $("answer").hidden = false;
+    return;
+  }
   if (record.uncertain) {
     bin.className = "unsure";
     bin.style.background = "";

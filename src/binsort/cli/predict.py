@@ -137,8 +137,16 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
         tta=tta,
     )
     about = f"model {describe_model(loaded, model is None, tta)}, bins {bin_map.source}"
+    unrecognised = []
+
+    def counted(rows):
+        for row in rows:
+            if row.not_recognised is not None:
+                unrecognised.append(row.path)
+            yield row
+
     with _progress(len(photos), show=len(photos) > batch) as advance:
-        rows = advance(rows)
+        rows = counted(advance(rows))
         if fmt == "table":
             table, failed, notes = _table(rows, about, min(top_k, len(classes)))
         else:
@@ -146,7 +154,9 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
                 write = _write_csv if fmt == "csv" else _write_json
                 source = answer_source(model, loaded, bin_map)
                 failed = write(rows, out, min(top_k, len(classes)), source)
-    summary = f"{len(photos) - failed} classified, {failed} failed"
+    summary = f"{len(photos) - failed - len(unrecognised)} classified, {failed} failed"
+    if unrecognised:
+        summary += f", {len(unrecognised)} not recognised as photos of an item"
     if fmt == "table":
         console.print(table)
         for note in notes:
@@ -258,6 +268,10 @@ def _table(rows, about: str, top_k: int) -> tuple[Table, int, list[str]]:
         if row.error is not None:
             failed += 1
             table.add_row(name, "[red]error[/]", "", escape(row.error), "", *([""] * wide))
+            continue
+        if row.not_recognised is not None:
+            cells = [name, "[yellow]?[/]", "", f"[yellow]not recognised:[/] {row.not_recognised}"]
+            table.add_row(*cells, "", *([""] * wide))
             continue
         if row.uncertain:
             shown = [row.bin.name] + ([row.other_bin.name] if row.other_bin else [])

@@ -18,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Docstrings are paragraphs: markdown joins their lines, so help reflows to the terminal.
+    rich_markup_mode="markdown",
 )
 
 

@@ -85,8 +85,8 @@ def evaluate(
     Prints one row per model (accuracy, precision, recall, F1, calibration error, speed;
     with --ensemble a last row for their mean), then sklearn's classification report.
     Writes metrics.json, confusion matrices, ROC and precision-recall curves and a grid of
-    sample predictions to --out. Refuses images a model was trained on (same root, path in
-    its training split) unless --allow-overlap.
+    sample predictions to --out. Refuses images a model was trained on (the class and file
+    name of one in its training split, wherever the folder lies) unless --allow-overlap.
 
     Example: binsort evaluate runs/a/version_0/checkpoints/last.ckpt --split runs/a/version_0
 

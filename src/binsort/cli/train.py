@@ -180,10 +180,14 @@ def build_command():
     return train
 
 
-TRAIN_HELP = """Train a classifier from scratch (or from --weights) on an ImageFolder.
+TRAIN_HELP = """Fine-tune a published network (--weights imagenet) or train one from scratch on an
+ImageFolder.
 
-Runs go to OUT/NAME/version_N/ with TensorBoard logs, checkpoints, config.json and split.json.
-Example: binsort train --root data/trashnet144 --model mobilenet_v3_small --input-size 128
+Runs go to OUT/NAME/version_N/ with TensorBoard logs, checkpoints (best.ckpt, last.ckpt),
+results.csv, config.json and split.json.
+
+Example: binsort train --root data/trashnet288 --model tf_efficientnet_lite0 --weights imagenet
+--cache --channels-last --workers 0
 """
 
 

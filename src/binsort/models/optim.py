@@ -54,9 +54,7 @@ def apply_options(optimizer: torch.optim.Optimizer, schedulers: list, cfg: Train
                 group["lr"] = options["lr"]
     for scheduler in schedulers:
         if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            schedule = EpochSchedule(
-                cfg.scheduler, cfg.epochs, cfg.warmup_epochs, cfg.lr_gamma, cfg.milestones
-            )
+            schedule = EpochSchedule.from_config(cfg)
             scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
             scheduler.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
             for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
@@ -89,6 +87,10 @@ class EpochSchedule:
     gamma: float = 0.2
     milestones: list[int] = field(default_factory=list)
 
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> EpochSchedule:
+        return cls(cfg.scheduler, cfg.epochs, cfg.warmup_epochs, cfg.lr_gamma, cfg.milestones)
+
     def __call__(self, epoch: int) -> float:
         factor = 1.0
         if self.warmup and epoch < self.warmup:
@@ -117,7 +119,7 @@ def build_schedulers(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> list
             )
             configs.append({"scheduler": warmup, "interval": "epoch", "name": "warmup"})
     elif kind != "none" or cfg.warmup_epochs:
-        schedule = EpochSchedule(kind, cfg.epochs, cfg.warmup_epochs, cfg.lr_gamma, cfg.milestones)
+        schedule = EpochSchedule.from_config(cfg)
         lr_lambda = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         configs.append({"scheduler": lr_lambda, "interval": "epoch", "name": "lr"})
     if kind == "plateau":

@@ -47,12 +47,22 @@ def run_predict(*args: object):
 
 
 def test_find_photos(photos: Path, tmp_path: Path) -> None:
-    found = list(find_photos([photos]))
+    skipped: list[tuple[str, str]] = []
+    found = list(find_photos([photos], skipped))
     assert len(found) == 6
+    assert [(Path(p).name, why) for p, why in skipped] == [("notes.txt", "not an image file name")]
+    result = run_predict(photos / "glass", "-m", "nowhere.ckpt")
+    assert "left out" not in result.output
     assert all(p.suffix == ".jpg" and not p.name.startswith(".") for p in found)
     # Named explicitly, a file is always tried, whatever its name.
     named = [photos / "notes.txt", tmp_path / "gone.jpg"]
     assert list(find_photos(named)) == named
+
+
+def test_files_left_out_of_a_folder_are_listed(checkpoint: Path, photos: Path) -> None:
+    result = run_predict(photos, "-m", checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "left out 1 file(s)" in result.stderr and "notes.txt: not an image" in result.stderr
 
 
 def test_one_photo_table(checkpoint: Path, photos: Path) -> None:
@@ -68,7 +78,7 @@ def test_folder_table(checkpoint: Path, photos: Path) -> None:
     result = run_predict(photos, "--model", checkpoint, "--min-confidence", "0")
     assert result.exit_code == 0, result.output
     assert "6 classified, 0 failed" in result.output
-    assert ".hidden" not in result.output and "notes.txt" not in result.output
+    assert ".hidden" not in result.output and "notes.txt" not in result.stdout
     assert all(f"{name}_001.jpg" in result.output for name in CLASSES)
     assert any(name in result.output for name in CLASSES)
     assert any(name in result.output for name in PSU_BINS)

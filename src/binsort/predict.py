@@ -125,11 +125,15 @@ def describe_model(model: Any, default: bool = False, tta: str | None = None) ->
     return f"the default model, {text}" if default else text
 
 
-def find_photos(paths: Iterable[str | Path]) -> Iterator[Path]:
+def find_photos(
+    paths: Iterable[str | Path], skipped: list[tuple[str, str]] | None = None
+) -> Iterator[Path]:
     """Photos to classify, lazily: folders recursively (image extensions only, hidden skipped).
 
     A path named explicitly that is not a folder is always yielded, even a hidden, non-image or
-    missing one: the user asked for it, so its row should say what is wrong with it.
+    missing one: the user asked for it, so its row should say what is wrong with it. Files
+    left out inside folders for their name are appended to ``skipped`` as (path, reason);
+    hidden files and folders (.DS_Store, .git) are left out silently, as every command does.
     """
     for path in map(Path, paths):
         if not path.is_dir():
@@ -139,8 +143,12 @@ def find_photos(paths: Iterable[str | Path]) -> Iterator[Path]:
         for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if not name.startswith(".") and is_image_name(name):
+                if name.startswith("."):
+                    continue
+                if is_image_name(name):
                     yield Path(dirpath) / name
+                elif skipped is not None:
+                    skipped.append((str(Path(dirpath) / name), "not an image file name"))
 
 
 def predict_photos(

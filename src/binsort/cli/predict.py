@@ -91,9 +91,9 @@ def predict(
 ) -> None:
     """Sort photos of waste into bins: class, probability, top-k classes and the bin.
 
-    Folders are searched recursively; hidden files and files without an image
-    extension inside folders are skipped, but a file named on the command line is
-    always tried. A photo that cannot be read (missing, not an image, corrupt)
+    Folders are searched recursively; hidden files are ignored and files without an
+    image extension inside folders are left out and listed, but a file named on the
+    command line is always tried. A photo that cannot be read (missing, not an image, corrupt)
     gets its own error row and the others are still classified.
     With --format csv or json only the data goes to stdout; messages go to stderr.
 
@@ -120,9 +120,14 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     )
 
     fmt = _choose_format(fmt, output)
-    photos = list(find_photos(paths))  # paths only: the images themselves are streamed
+    left_out: list[tuple[str, str]] = []
+    photos = list(find_photos(paths, left_out))  # paths only: the images are streamed
     if not photos:
-        raise BinsortError(f"no photos found in {', '.join(map(str, paths))}")
+        why = ""
+        if left_out:
+            path, reason = left_out[0]
+            why = f" ({len(left_out)} file(s) left out, e.g. {path}: {reason})"
+        raise BinsortError(f"no photos found in {', '.join(map(str, paths))}{why}")
     loaded = load_model(model, photos=len(photos))
     classes = loaded.classes
     bin_map = load_bin_map(bins, classes=classes)
@@ -154,6 +159,12 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
                 write = _write_csv if fmt == "csv" else _write_json
                 source = answer_source(model, loaded, bin_map)
                 failed = write(rows, out, min(top_k, len(classes)), source)
+    if left_out:
+        err_console.print(f"[yellow]left out {len(left_out)} file(s) inside the folders:[/]")
+        for path, reason in left_out[:20]:
+            err_console.print(f"  {path}: {reason}", highlight=False, markup=False)
+        if len(left_out) > 20:
+            err_console.print(f"  ... and {len(left_out) - 20} more", highlight=False)
     summary = f"{len(photos) - failed - len(unrecognised)} classified, {failed} failed"
     if unrecognised:
         summary += f", {len(unrecognised)} not recognised as photos of an item"

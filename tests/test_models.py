@@ -3,13 +3,13 @@ import torch
 
 from binsort.errors import BinsortError
 from binsort.models.checkpoint import load_checkpoint, load_members
-from binsort.models.factory import Normalize, build_model, check_model_name, head_prefixes
+from binsort.models.factory import Normalize, build_model, head_prefixes, resolve_model_name
 from binsort.models.pretrained import load_weights, read_weights
 
 
 def test_unknown_model_name_suggests_close_names():
     with pytest.raises(BinsortError, match="did you mean resnet18"):
-        check_model_name("resnet81")
+        resolve_model_name("resnet81")
 
 
 def test_normalisation_is_the_first_layer():

@@ -47,11 +47,6 @@ def timm_names() -> list[str]:
     return timm.list_models()
 
 
-def model_names() -> list[str]:
-    """Every name ``--model`` takes: torchvision's bare, timm's with the ``timm/`` prefix."""
-    return torchvision_names() + [TIMM + name for name in timm_names()]
-
-
 def resolve_model_name(name: str) -> str:
     """The canonical name of a model: torchvision's bare, timm's as ``timm/NAME``.
 
@@ -90,10 +85,6 @@ def _unknown(name: str, names: list[str]) -> None:
         else "; see torchvision.models.list_models() and timm.list_models() for the names"
     )
     raise BinsortError(f"unknown model '{name}'{hint}")
-
-
-def check_model_name(name: str) -> None:
-    resolve_model_name(name)
 
 
 def is_timm(arch: str) -> bool:

@@ -310,8 +310,11 @@ def answer_source(model: str | Path | None, loaded: Any, bin_map: BinMap) -> dic
         path = run_checkpoint(path)
     digest = None
     if path is not None and path.is_file():
+        sha = hashlib.sha256()  # hashlib.file_digest is Python 3.11+; binsort runs on 3.10
         with path.open("rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+        digest = sha.hexdigest()
     return {
         "model": loaded.describe(),
         "model_file": str(path) if path is not None else None,

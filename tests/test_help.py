@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from binsort.cli import app
 
 runner = CliRunner()
-COMMANDS = ["resize", "train", "evaluate", "ensemble", "predict", "export"]
+COMMANDS = ["resize", "train", "evaluate", "ensemble", "predict", "export", "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -41,3 +41,31 @@ def test_version() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"binsort {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_fits_80_columns(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if len(line) > 80] == []
+    # Rich cuts a cell that does not fit with an ellipsis; Typer's type names are noise.
+    assert "…" not in result.output
+    assert "<bool>" not in result.output and "<list[" not in result.output
+    # Every option sits in a named panel, as train's do; only --help is left in "Options".
+    options = (
+        result.output.split("─ Options ─")[1].split("╰")[0]
+        if "─ Options ─" in result.output
+        else ""
+    )
+    assert [line for line in options.splitlines() if "--" in line and "--help" not in line] == []
+
+
+def test_help_leaves_out_no_forms_but_they_still_parse() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"})
+    assert "--no-imbalance" not in result.output
+    # The --no- forms are only hidden from help: resuming a run started with --cache without it.
+    train = typer.main.get_command(app).commands["train"]
+    cache = next(p for p in train.params if p.name == "cache")
+    ctx = train.make_context("train", ["--no-cache"], resilient_parsing=True)
+    assert "--no-cache" in cache.secondary_opts and ctx.params["cache"] is False

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from binsort.cli import ensemble, evaluate, export, predict, resize, serve, train
+from binsort.cli._common import Command
 
 app = typer.Typer(
     name="binsort",
@@ -44,12 +45,12 @@ def _main(
     """Train, compare and use image classifiers that sort a photo of waste into the right bin."""
 
 
-app.command("resize")(resize.resize)
-app.command("evaluate")(evaluate.evaluate)
-app.command("ensemble")(ensemble.ensemble)
-app.command("predict")(predict.predict)
-app.command("export")(export.export)
-app.command("serve")(serve.serve)
+app.command("resize", cls=Command)(resize.resize)
+app.command("evaluate", cls=Command)(evaluate.evaluate)
+app.command("ensemble", cls=Command)(ensemble.ensemble)
+app.command("predict", cls=Command)(predict.predict)
+app.command("export", cls=Command)(export.export)
+app.command("serve", cls=Command)(serve.serve)
 train.register(app)
 
 

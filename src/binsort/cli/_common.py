@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand
 
 from binsort.errors import BinsortError
 
@@ -21,10 +23,53 @@ err_console = Console(stderr=True)
 EXIT_PARTIAL = 3
 
 # Scoring options shared by evaluate and ensemble, so their help and defaults cannot drift.
-Batch = Annotated[int, typer.Option(help="Images per batch.")]
+Batch = Annotated[int, typer.Option(help="Images per batch.", rich_help_panel="Speed")]
 Workers = Annotated[
-    int, typer.Option(help="DataLoader worker processes (0 decodes in this process).")
+    int,
+    typer.Option(
+        help="DataLoader worker processes (0 decodes in this process).", rich_help_panel="Speed"
+    ),
 ]
+
+
+class _Argument(TyperArgument):
+    # Typer puts the annotation ("<list[Path]>") beside an argument's name; the name (PATH)
+    # and its help already say what goes there.
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None
+
+
+class Command(TyperCommand):
+    """Typer's command with help rows that fit 80 columns.
+
+    A flag shows no "<bool>" type, and its "--no-" form is left out of the help (it still
+    parses: ``train --resume RUN --no-cache`` turns a stored flag off). Those two columns are
+    what squeezed the help text into cut-off cells.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        hidden = {p: p.secondary_opts for p in self.params if getattr(p, "is_flag", False)}
+        for param in hidden:
+            param.secondary_opts = []
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            for param, opts in hidden.items():
+                param.secondary_opts = opts
 
 
 def print_warnings(warnings: list[str]) -> None:

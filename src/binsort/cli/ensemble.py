@@ -14,19 +14,30 @@ def ensemble(
     checkpoints: Annotated[
         list[Path],
         typer.Argument(
-            help="Checkpoints (.ckpt) or ensemble files to combine.", show_default=False
+            help="Checkpoints (.ckpt) or ensemble files to combine.",
+            metavar="MODEL",
+            show_default=False,
         ),
     ],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="The ensemble file to write.", show_default=False),
+        typer.Option(
+            "--output",
+            "-o",
+            help="The ensemble file to write.",
+            show_default=False,
+            rich_help_panel="Output",
+        ),
     ],
-    force: Annotated[bool, typer.Option(help="Replace --output if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace --output if it exists.", rich_help_panel="Output")
+    ] = False,
     select: Annotated[
         Literal["none", "greedy"],
         typer.Option(
             help="none: pack every model; greedy: keep the members that raise validation "
-            "accuracy (needs --root or --split)."
+            "accuracy (needs --root or --split).",
+            rich_help_panel="Selection",
         ),
     ] = "none",
     root: Annotated[
@@ -35,6 +46,7 @@ def ensemble(
             help="Validation ImageFolder for --select greedy and --calibrate. With --split: "
             "the image root to find the split's files in.",
             show_default=False,
+            rich_help_panel="Images",
         ),
     ] = None,
     split: Annotated[
@@ -43,11 +55,15 @@ def ensemble(
             help="Use the validation list a training run recorded (run folder, its split.json, "
             "a checkpoint or an export of one).",
             show_default=False,
+            rich_help_panel="Images",
         ),
     ] = None,
     calibrate: Annotated[
         bool,
-        typer.Option(help="Fit each model's temperature on the validation images and store it."),
+        typer.Option(
+            help="Fit each model's temperature on the validation images and store it.",
+            rich_help_panel="Selection",
+        ),
     ] = False,
     input_size: Annotated[
         int | None,
@@ -56,21 +72,36 @@ def ensemble(
             "Models trained on random crops often score higher slightly above it; pick the "
             "size on validation images (docs/evaluate.md).",
             show_default=False,
+            rich_help_panel="Selection",
         ),
     ] = None,
     max_steps: Annotated[
         int | None,
-        typer.Option(help="Most greedy steps.", show_default="twice the number of models"),
+        typer.Option(
+            help="Most greedy steps.",
+            show_default="twice the number of models",
+            rich_help_panel="Selection",
+        ),
     ] = None,
     patience: Annotated[
-        int, typer.Option(help="Stop greedy selection after this many steps without gain.")
+        int,
+        typer.Option(
+            help="Stop greedy selection after this many steps without gain.",
+            rich_help_panel="Selection",
+        ),
     ] = 3,
     tta: Annotated[
         Literal["none", "flip", "flip5crop"],
-        typer.Option(help="Test-time augmentation during selection: none|flip|flip5crop."),
+        typer.Option(
+            help="Test-time augmentation during selection.",
+            rich_help_panel="Selection",
+        ),
     ] = "none",
     allow_overlap: Annotated[
-        bool, typer.Option(help="Use validation images a model was trained on anyway.")
+        bool,
+        typer.Option(
+            help="Use validation images a model was trained on anyway.", rich_help_panel="Images"
+        ),
     ] = False,
     batch: Batch = 32,
     workers: Workers = 0,

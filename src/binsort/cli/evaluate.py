@@ -12,6 +12,7 @@ from binsort.cli._common import Batch, Workers, console, err_console, print_warn
 CHECKPOINTS = typer.Argument(
     help="Checkpoints (.ckpt), ensemble files (each adds its members) or exported .onnx "
     "files (one row each).",
+    metavar="MODEL",
     show_default=False,
 )
 
@@ -24,6 +25,7 @@ def evaluate(
             help="ImageFolder to score (one sub-folder per class). With --split: the image "
             "root to find the split's files in, instead of the recorded one.",
             show_default=False,
+            rich_help_panel="Images",
         ),
     ] = None,
     split: Annotated[
@@ -32,50 +34,72 @@ def evaluate(
             help="Score the held-out test list a training run recorded: its run folder, its "
             "split.json (or a copy of it), one of its checkpoints or an export of one.",
             show_default=False,
+            rich_help_panel="Images",
         ),
     ] = None,
     part: Annotated[
         Literal["test", "val"],
         typer.Option(
             help="Which list of --split to score: test, or val to choose settings (input "
-            "size, members) without looking at the test list."
+            "size, members) without looking at the test list.",
+            rich_help_panel="Images",
         ),
     ] = "test",
     ensemble: Annotated[
-        bool, typer.Option(help="Add a row for the mean of all models' probabilities.")
+        bool,
+        typer.Option(
+            help="Add a row for the mean of all models' probabilities.", rich_help_panel="Scoring"
+        ),
     ] = False,
     average: Annotated[
         Literal["weighted", "macro"],
-        typer.Option(help="How precision, recall and F1 average classes: weighted|macro."),
+        typer.Option(
+            help="How precision, recall and F1 average over classes.",
+            rich_help_panel="Scoring",
+        ),
     ] = "weighted",
     tta: Annotated[
         Literal["none", "flip", "flip5crop"],
-        typer.Option(help="Test-time augmentation: none|flip|flip5crop."),
+        typer.Option(
+            help="Test-time augmentation (views averaged per image).", rich_help_panel="Scoring"
+        ),
     ] = "none",
     calibrate: Annotated[
         bool,
         typer.Option(
             help="Fit a temperature per model first (on --calibration-root, or the split's "
-            "validation list) and score with it."
+            "validation list) and score with it.",
+            rich_help_panel="Scoring",
         ),
     ] = False,
     calibration_root: Annotated[
         Path | None,
-        typer.Option(help="ImageFolder to fit temperatures on.", show_default=False),
+        typer.Option(
+            help="ImageFolder to fit temperatures on.",
+            show_default=False,
+            rich_help_panel="Scoring",
+        ),
     ] = None,
     report_model: Annotated[
         int | None,
         typer.Option(
             help="Row (#) whose classification report and figures are made.",
             show_default="the ensemble with --ensemble, else row 0",
+            rich_help_panel="Output",
         ),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for metrics.json and the figures.")
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for metrics.json and the figures.", rich_help_panel="Output"
+        ),
     ] = Path("evaluation"),
     allow_overlap: Annotated[
         bool,
-        typer.Option(help="Score images a model was trained on anyway (with a warning)."),
+        typer.Option(
+            help="Score images a model was trained on anyway (with a warning).",
+            rich_help_panel="Images",
+        ),
     ] = False,
     batch: Batch = 32,
     workers: Workers = 0,

@@ -17,28 +17,39 @@ def export(
     ],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="The .onnx file to write.", show_default=False),
+        typer.Option(
+            "--output",
+            "-o",
+            help="The .onnx file to write.",
+            show_default=False,
+            rich_help_panel="Output",
+        ),
     ],
-    force: Annotated[bool, typer.Option(help="Replace --output if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace --output if it exists.", rich_help_panel="Output")
+    ] = False,
     half: Annotated[
         bool,
         typer.Option(
             help="Store the weights as float16: half the file size; the graph still "
-            "computes in float32. Checked against PyTorch to 1e-2 instead of 1e-4."
+            "computes in float32. Checked against PyTorch to 1e-2 instead of 1e-4.",
+            rich_help_panel="Weights",
         ),
     ] = False,
     int8: Annotated[
         bool,
         typer.Option(
             help="Store the weights as int8 with a scale per output channel: a quarter of the "
-            "file size; the graph still computes in float32. Checked to 5e-2."
+            "file size; the graph still computes in float32. Checked to 5e-2.",
+            rich_help_panel="Weights",
         ),
     ] = False,
     tta: Annotated[
         Literal["none", "flip"],
         typer.Option(
             help="Test-time augmentation to record in the file: binsort predict uses it with "
-            "this file unless --tta says otherwise (flip: three views, a third of the speed)."
+            "this file unless --tta says otherwise (flip: three views, a third of the speed).",
+            rich_help_panel="Weights",
         ),
     ] = "none",
 ) -> None:

@@ -30,7 +30,7 @@ def predict(
     paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="PATH...", help="Photos, or folders searched recursively.", show_default=False
+            metavar="PATH", help="Photos, or folders searched recursively.", show_default=False
         ),
     ],
     model: Annotated[
@@ -40,21 +40,29 @@ def predict(
             "-m",
             help="A checkpoint (.ckpt), an ensemble file or an exported .onnx model.",
             show_default="the bundled model",
+            rich_help_panel="Model",
         ),
     ] = None,
     bins: Annotated[
         str,
         typer.Option(
-            "--bins", "-b", help="A built-in bin map (psu) or a .toml or .json bin map file."
+            "--bins",
+            "-b",
+            help="A built-in bin map (psu) or a .toml or .json bin map file.",
+            rich_help_panel="Model",
         ),
     ] = "psu",
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes to list per photo.")] = 3,
+    top_k: Annotated[
+        int,
+        typer.Option("--top-k", "-k", help="Classes to list per photo.", rich_help_panel="Answer"),
+    ] = 3,
     min_confidence: Annotated[
         float,
         typer.Option(
             "--min-confidence",
             help="Below this probability of its bin (0-1) a photo is marked uncertain "
             "and its two most likely bins are shown.",
+            rich_help_panel="Answer",
         ),
     ] = 0.5,
     tta: Annotated[
@@ -64,6 +72,7 @@ def predict(
             help="Test-time augmentation: none, flip or flip5crop (flip5crop needs a "
             "checkpoint or an ensemble file).",
             show_default="the model's own: what export --tta recorded in an ONNX file, else none",
+            rich_help_panel="Model",
         ),
     ] = None,
     fmt: Annotated[
@@ -73,6 +82,7 @@ def predict(
             "-f",
             help="table, csv or json (default: table, or the --output file's suffix).",
             show_default=False,
+            rich_help_panel="Output",
         ),
     ] = None,
     output: Annotated[
@@ -82,11 +92,20 @@ def predict(
             "-o",
             help="Write the csv or json here instead of stdout.",
             show_default=False,
+            rich_help_panel="Output",
         ),
     ] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Photos per forward pass.")] = 32,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Photos per forward pass.", rich_help_panel="Speed")
+    ] = 32,
     workers: Annotated[
-        int, typer.Option("--workers", "-w", help="Threads that decode photos; 0 decodes inline.")
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Threads that decode photos; 0 decodes inline.",
+            rich_help_panel="Speed",
+        ),
     ] = 4,
 ) -> None:
     """Sort photos of waste into bins: class, probability, top-k classes and the bin.

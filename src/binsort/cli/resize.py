@@ -19,10 +19,16 @@ def resize(
         typer.Argument(help="Folder to write into; created if needed. Must not be inside SRC."),
     ],
     size: Annotated[
-        int, typer.Option("--size", "-s", help="Shorter side of the outputs, in pixels.")
+        int,
+        typer.Option(
+            "--size", "-s", help="Shorter side of the outputs, in pixels.", rich_help_panel="Output"
+        ),
     ],
     quality: Annotated[
-        int, typer.Option("--quality", "-q", help="JPEG quality of the outputs (1-100).")
+        int,
+        typer.Option(
+            "--quality", "-q", help="JPEG quality of the outputs (1-100).", rich_help_panel="Output"
+        ),
     ] = 90,
     workers: Annotated[
         int | None,
@@ -31,12 +37,15 @@ def resize(
             "-w",
             help="Processes to resize with; 0 or 1 works in this process (default: one per CPU).",
             show_default=False,
+            rich_help_panel="Speed",
         ),
     ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
-            "--overwrite", help="Redo outputs that already exist instead of keeping them."
+            "--overwrite",
+            help="Redo outputs that already exist instead of keeping them.",
+            rich_help_panel="Output",
         ),
     ] = False,
 ) -> None:

@@ -19,19 +19,24 @@ def serve(
             help="A checkpoint, run folder, ensemble file or .onnx file (default: the bundled "
             "model).",
             show_default=False,
+            rich_help_panel="Model",
         ),
     ] = None,
     bins: Annotated[
-        str, typer.Option(help="Bin map: a built-in name (psu) or a .toml/.json file.")
+        str,
+        typer.Option(
+            help="Bin map: a built-in name (psu) or a .toml/.json file.", rich_help_panel="Model"
+        ),
     ] = "psu",
     host: Annotated[
         str,
         typer.Option(
             help="Address to listen on: 127.0.0.1 is this computer only; 0.0.0.0 lets a phone "
-            "on the same network in."
+            "on the same network in.",
+            rich_help_panel="Network",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", rich_help_panel="Network")] = 8000,
 ) -> None:
     """Serve a page where anyone photographs an item and sees its bin, and a JSON API.
 

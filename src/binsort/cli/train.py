@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from binsort.cli._common import console, err_console, print_warnings, user_errors
+from binsort.cli._common import Command, console, err_console, print_warnings, user_errors
 from binsort.config import TrainConfig
 
 
@@ -184,7 +184,8 @@ TRAIN_HELP = """Fine-tune a published network (--weights imagenet) or train one 
 ImageFolder.
 
 Runs go to OUT/NAME/version_N/ with TensorBoard logs, checkpoints (best.ckpt, last.ckpt),
-results.csv, config.json and split.json.
+results.csv, config.json and split.json. Flags are off unless given; with --resume, a flag's
+--no- form (--no-cache) turns off one the run was started with.
 
 Example: binsort train --root data/trashnet288 --model tf_efficientnet_lite0 --weights imagenet
 --cache --channels-last --workers 0
@@ -192,4 +193,4 @@ Example: binsort train --root data/trashnet288 --model tf_efficientnet_lite0 --w
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(build_command())
+    app.command("train", cls=Command)(build_command())

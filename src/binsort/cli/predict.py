@@ -95,6 +95,22 @@ def predict(
             rich_help_panel="Output",
         ),
     ] = None,
+    sort_into: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also copy each photo into a folder here per bin (or class, --sort-by): "
+            "'not sure' and 'not recognised' get their own. Photos are copied, never moved, "
+            "and nothing is overwritten.",
+            show_default=False,
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    sort_by: Annotated[
+        str,
+        typer.Option(
+            help="What --sort-into's folders are: bin or class.", rich_help_panel="Output"
+        ),
+    ] = "bin",
     batch: Annotated[
         int, typer.Option("--batch", help="Photos per forward pass.", rich_help_panel="Speed")
     ] = 32,
@@ -122,13 +138,28 @@ def predict(
     1 an error stopped the command (bad model, bad bin map, bad option).
     """
     with user_errors():
-        failed = _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers)
+        failed = _run(
+            paths,
+            model,
+            bins,
+            top_k,
+            min_confidence,
+            tta,
+            fmt,
+            output,
+            batch,
+            workers,
+            sort_into,
+            sort_by,
+        )
     if failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers) -> int:
-    """Classify and write; returns the number of photos that failed."""
+def _run(
+    paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers, sort_into, sort_by
+) -> int:
+    """Classify and write (and copy, with --sort-into); returns the number of photos that failed."""
     from binsort.bins import load_bin_map
     from binsort.predict import (
         answer_source,
@@ -139,6 +170,11 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     )
 
     fmt = _choose_format(fmt, output)
+    sorter = None
+    if sort_into is not None:
+        from binsort.sorting import Sorter
+
+        sorter = Sorter(sort_into, sort_by, inputs=paths)
     left_out: list[tuple[str, str]] = []
     photos = list(find_photos(paths, left_out))  # paths only: the images are streamed
     if not photos:
@@ -171,6 +207,8 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
 
     with _progress(len(photos), show=len(photos) > batch) as advance:
         rows = counted(advance(rows))
+        if sorter is not None:
+            rows = sorter.copy_each(rows)
         if fmt == "table":
             table, failed, notes = _table(rows, about, min(top_k, len(classes)))
         else:
@@ -187,11 +225,13 @@ def _run(paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, wor
     summary = f"{len(photos) - failed - len(unrecognised)} classified, {failed} failed"
     if unrecognised:
         summary += f", {len(unrecognised)} not recognised as photos of an item"
+    if sorter is not None:
+        summary += f"; copied {len(sorter.copied)} into {sort_into}"
     if fmt == "table":
         console.print(table)
         for note in notes:
             console.print(note, highlight=False, markup=False, soft_wrap=True)
-        console.print(summary, highlight=False)
+        console.print(summary, highlight=False, soft_wrap=True)
     else:
         # stdout holds only the data; the summary and the model's name go to stderr.
         where = f" -> {output}" if output else ""

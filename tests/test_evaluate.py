@@ -158,10 +158,11 @@ def test_calibrate_on_the_split_validation_list(trained_runs: list, tmp_path: Pa
     args = ["--split", run.run_dir, "--calibrate", "--ensemble", "-o", tmp_path]
     result = run_evaluate(run.last_checkpoint, *args)
     assert result.exit_code == 0, result.output
-    assert "ECE before" in result.output
+    assert "ECE pre" in result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     model = metrics["models"][0]
     assert metrics["calibrated"] and model["temperature"] != 1.0
+    assert metrics["source"] == "split test list"
     assert model["ece_before"] is not None and metrics["ensemble"]["ece_before"] is not None
     # The ensemble row's T is the factor its members' temperatures share; one member at its
     # own fitted temperature needs none.

@@ -543,8 +543,8 @@ def evaluate(
         if calibration_root is None and recorded is None:
             raise BinsortError("--calibrate needs --calibration-root DIR or --split RUN_DIR")
         calib_root = calibration_root or root
-        part = recorded if calibration_root is None else None
-        calib = image_set(classes, calib_root, part, "val", workers=max(2, workers))
+        calib_split = recorded if calibration_root is None else None
+        calib = image_set(classes, calib_root, calib_split, "val", workers=max(2, workers))
         warnings += guard_overlap(candidates, calib, allow_overlap, "calibration")
         warnings += _check_disjoint(calib, images, allow_overlap)
         calibration = calibrate_members(members, calib, batch_size, workers)

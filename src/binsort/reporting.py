@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -28,12 +29,20 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def results_table(result: Evaluation) -> Table:
-    """One row per model (and the ensemble last): GarbageML's table plus calibration and speed."""
+def results_table(result: Evaluation, wide: bool = True) -> Table:
+    """One row per model (and the ensemble last): GarbageML's table plus calibration and speed.
+
+    The architecture goes under the model's name rather than into a column of its own, and the
+    numbers never wrap. Not ``wide`` (80 columns) leaves out precision and recall, which the
+    classification report and metrics.json give.
+    """
     avg = result.average
+    scores = "prec(ision), recall and F1" if wide else "F1"
     title = (
-        f"{len(result.images.samples)} images ({result.source}: {result.images.root}); "
-        f"acc(uracy), prec(ision), recall, F1: {avg} average, in %; TTA {result.tta}"
+        f"{len(result.images.samples)} images ({result.source}: {result.images.root}), TTA "
+        f"{result.tta}. In %: acc(uracy); {scores}, {avg} average over classes; ECE, "
+        "expected calibration error"
+        + (" (pre: before the temperature T)" if result.calibrated else "")
     )
     table = Table(
         title=title,
@@ -42,20 +51,21 @@ def results_table(result: Evaluation) -> Table:
         collapse_padding=True,
         pad_edge=False,
     )
-    # Numbers never wrap or get cut; in a narrow terminal the name columns fold instead.
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("model", overflow="fold", min_width=8)
-    table.add_column("architecture", overflow="fold", min_width=8)
-    numbers = ["params", "acc", "prec", "recall", "F1"]
+    table.add_column("model", overflow="fold", min_width=12)
+    numbers = ["params", "acc", "prec", "recall", "F1"] if wide else ["params", "acc", "F1"]
     if result.calibrated:
-        numbers += ["T", "ECE before"]
+        numbers += ["T", "ECE pre"]
     for name in [*numbers, "ECE", "img/s"]:
         table.add_column(name, justify="right", no_wrap=True)
 
     def row(index: str, s: Scores) -> list[str]:
         arch = s.arch + (f" (x{s.weight})" if s.weight > 1 else "")
-        cells = [index, s.name, arch, f"{s.parameters / 1e6:.2f}M", _pct(s.accuracy)]
-        cells += [_pct(s.precision[avg]), _pct(s.recall[avg]), _pct(s.f1[avg])]
+        model = f"{escape(s.name)}\n[dim]{escape(arch)}[/]"
+        cells = [index, model, f"{s.parameters / 1e6:.2f}M", _pct(s.accuracy)]
+        if wide:
+            cells += [_pct(s.precision[avg]), _pct(s.recall[avg])]
+        cells.append(_pct(s.f1[avg]))
         if result.calibrated:
             temp = "-" if s.temperature is None else f"{s.temperature:.3f}"
             if s is result.ensemble and s.temperature is not None:

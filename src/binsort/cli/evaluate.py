@@ -142,7 +142,7 @@ def evaluate(
         )
         written = write_outputs(result, out)
     print_warnings(result.warnings)
-    console.print(results_table(result))
+    console.print(results_table(result, wide=console.width >= 100))
     console.print(f"\nClassification report: {result.report_scores.name}", highlight=False)
     console.print(result.report, highlight=False, markup=False)
     skipped = result.images.skipped

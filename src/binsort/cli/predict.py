@@ -196,7 +196,7 @@ def _run(
         min_confidence=min_confidence,
         tta=tta,
     )
-    about = f"model {describe_model(loaded, model is None, tta)}, bins {bin_map.source}"
+    about = f"model: {describe_model(loaded, model is None, tta)}; bins: {bin_map.source}"
     unrecognised = []
 
     def counted(rows):
@@ -210,7 +210,7 @@ def _run(
         if sorter is not None:
             rows = sorter.copy_each(rows)
         if fmt == "table":
-            table, failed, notes = _table(rows, about, min(top_k, len(classes)))
+            table, failed, notes = _table(rows, min(top_k, len(classes)))
         else:
             with _open_output(output) as out:
                 write = _write_csv if fmt == "csv" else _write_json
@@ -228,6 +228,8 @@ def _run(
     if sorter is not None:
         summary += f"; copied {len(sorter.copied)} into {sort_into}"
     if fmt == "table":
+        # Above the table, not its title: a title wraps to the table's width.
+        console.print(about, highlight=False, markup=False)
         console.print(table)
         for note in notes:
             console.print(note, highlight=False, markup=False, soft_wrap=True)
@@ -316,14 +318,14 @@ def _write_json(rows, out: IO[str], top_k: int, source: dict) -> int:
     return failed
 
 
-def _table(rows, about: str, top_k: int) -> tuple[Table, int, list[str]]:
+def _table(rows, top_k: int) -> tuple[Table, int, list[str]]:
     """The photos as a table that fits 80 columns: file names (full paths are in CSV/JSON) and
     the bin with its probability; each bin's note is returned to be shown once, below."""
     from rich.markup import escape
     from rich.table import Table
 
     wide = console.width >= 110  # room for the top-k classes too
-    table = Table(title=about, title_justify="left")
+    table = Table()
     table.add_column("photo", overflow="fold")
     table.add_column("class", no_wrap=True)
     table.add_column("p", justify="right", no_wrap=True)

@@ -257,7 +257,8 @@ def test_empty_class_folder(command: str, tmp_path: Path, request: pytest.Fixtur
         (root / "trash").rmdir()
         for photo in (root / "paper").iterdir():  # a known class with no images: not scored
             photo.unlink()
-        result = runner.invoke(app, ["evaluate", model, "--root", str(root), "-o", str(tmp_path)])
+        argv = ["evaluate", model, "--root", str(root), "-o", str(tmp_path), "--force"]
+        result = runner.invoke(app, argv)
         assert result.exit_code == 0, result.output
         assert json.loads((tmp_path / "metrics.json").read_text())["images"] == 6
     else:

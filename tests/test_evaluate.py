@@ -7,23 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from binsort.cli import app
 from binsort.errors import BinsortError
-from binsort.evaluate import display_names, evaluate, write_outputs
+from binsort.evaluate import display_names, evaluate
 from binsort.models.checkpoint import load_members, save_ensemble
+from binsort.reporting import FIGURES, top_losses, write_outputs
 from conftest import make_image_folder
 
 runner = CliRunner()
-FIGURES = (
-    "confusion_matrix.png",
-    "confusion_matrix_normalized.png",
-    "roc.png",
-    "precision_recall.png",
-    "samples.png",
-)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,8 @@ def test_split_scores_the_recorded_test_list(trained_runs: list, tmp_path: Path)
     assert metrics["source"] == "split test list"
     assert metrics["images"] == run.test_size
     # A checkpoint works as --split too.
-    result = run_evaluate(run.best_checkpoint, "--split", run.best_checkpoint, "-o", tmp_path)
+    args = ("-o", tmp_path, "--force")  # the same folder again
+    result = run_evaluate(run.best_checkpoint, "--split", run.best_checkpoint, *args)
     assert result.exit_code == 0, result.output
     # So does the split record alone, copied away from its run (docs/trashnet-split.json).
     record = tmp_path / "copied-split.json"
@@ -92,7 +88,7 @@ def test_split_scores_the_recorded_test_list(trained_runs: list, tmp_path: Path)
     assert again["images"] == metrics["images"]
     for key in ("accuracy", "nll", "confusion_matrix"):
         assert again["models"][0][key] == metrics["models"][0][key], key
-    missing = run_evaluate(run.best_checkpoint, "--split", tmp_path / "none.json", "-o", tmp_path)
+    missing = run_evaluate(run.best_checkpoint, "--split", tmp_path / "none.json", *args)
     assert missing.exit_code == 1 and "none.json: no such file" in missing.output
     assert "Traceback" not in missing.output
 
@@ -110,11 +106,12 @@ def test_part_val_scores_the_recorded_validation_list(
     assert metrics["source"] == "split val list"
     assert metrics["images"] == len(split["val"]) and split["val"] != split["test"]
     # Validation images are also what --calibrate fits on: scoring them too is refused.
+    again = ("-o", tmp_path, "--force")
     both = run_evaluate(
-        run.best_checkpoint, "--split", run.run_dir, "--part", "val", "--calibrate", "-o", tmp_path
+        run.best_checkpoint, "--split", run.run_dir, "--part", "val", "--calibrate", *again
     )
     assert both.exit_code == 1 and "Traceback" not in both.output
-    folder = run_evaluate(run.best_checkpoint, "--root", held_out, "--part", "val", "-o", tmp_path)
+    folder = run_evaluate(run.best_checkpoint, "--root", held_out, "--part", "val", *again)
     assert folder.exit_code == 1 and "needs --split" in folder.output
 
 
@@ -149,7 +146,7 @@ def test_tta_flip_and_report_model(trained_runs: list, held_out: Path, tmp_path:
     assert result.exit_code == 0, result.output
     assert "TTA flip" in result.output
     assert json.loads((tmp_path / "metrics.json").read_text())["tta"] == "flip"
-    result = run_evaluate(*ckpts, "--root", held_out, "--report-model", 5, "-o", tmp_path)
+    result = run_evaluate(*ckpts, "--root", held_out, "--report-model", 5, "-o", tmp_path / "b")
     assert result.exit_code == 1 and "--report-model" in result.output
 
 
@@ -273,3 +270,24 @@ def test_display_names() -> None:
     paths = [Path("runs/a/v0/last.ckpt"), Path("runs/b/v0/last.ckpt"), Path("x/best.ckpt")]
     assert display_names(paths) == ["a/v0/last.ckpt", "b/v0/last.ckpt", "x/best.ckpt"]
     assert display_names([Path("m.ckpt"), Path("m.ckpt")]) == ["m.ckpt (0)", "m.ckpt (1)"]
+
+
+def test_out_keeps_an_earlier_evaluation_without_force(
+    trained_runs: list, held_out: Path, tmp_path: Path
+) -> None:
+    ckpt = trained_runs[0].last_checkpoint
+    out = tmp_path / "eval"
+    assert run_evaluate(ckpt, "--root", held_out, "-o", out).exit_code == 0
+    (out / "metrics.json").write_text("mine")
+    again = run_evaluate(ckpt, "--root", held_out, "-o", out)
+    assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
+    assert (out / "metrics.json").read_text() == "mine"
+    forced = run_evaluate(ckpt, "--root", held_out, "-o", out, "--force")
+    assert forced.exit_code == 0 and json.loads((out / "metrics.json").read_text())["images"]
+
+
+def test_sample_grid_shows_the_highest_losses_first() -> None:
+    labels = torch.tensor([0, 1, 1, 0])
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.05, 0.95], [0.01, 0.99]])
+    # Image 3 is the most confidently wrong, then image 1 (wrong, less sure), then the rights.
+    assert top_losses(probs, labels, 3) == [3, 1, 0]

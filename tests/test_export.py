@@ -203,7 +203,7 @@ def test_onnx_files_binsort_did_not_make(photos: Path, tmp_path: Path) -> None:
     for path, message in [(junk, "not a readable ONNX model"), (plain, "binsort's metadata")]:
         for args in (
             ["predict", str(photos), "-m", str(path)],
-            ["evaluate", str(path), "--root", str(photos)],
+            ["evaluate", str(path), "--root", str(photos), "-o", str(tmp_path / "eval")],
         ):
             result = runner.invoke(app, args)
             assert result.exit_code == 1 and message in result.output, result.output
@@ -231,13 +231,25 @@ def test_a_file_exported_with_flip_predicts_with_flip(
     # evaluate scores every model with its own --tta, and says so when a file asks for another.
     run = trained_runs[0]
     scored = runner.invoke(
-        app, ["evaluate", str(out), "--split", str(run.run_dir)], terminal_width=200
+        app,
+        ["evaluate", str(out), "--split", str(run.run_dir), "-o", str(tmp_path / "e1")],
+        terminal_width=200,
     )
     assert "flip.onnx answers with --tta flip in predict; scored here with --tta none" in (
         scored.output
     )
     scored = runner.invoke(
-        app, ["evaluate", str(out), "--split", str(run.run_dir), "--tta", "flip"]
+        app,
+        [
+            "evaluate",
+            str(out),
+            "--split",
+            str(run.run_dir),
+            "--tta",
+            "flip",
+            "-o",
+            str(tmp_path / "e2"),
+        ],
     )
     assert "answers with --tta" not in scored.output
 
@@ -363,7 +375,8 @@ def test_an_exported_file_records_its_split_and_evaluate_uses_it(
     assert scores[0]["images"] == len(recorded["test"]) == scores[1]["images"]
     assert scores[0]["models"][0]["accuracy"] == scores[1]["models"][0]["accuracy"]
     # ...and the leakage guard knows its training images, as it knows a checkpoint's.
-    leaked = runner.invoke(app, ["evaluate", str(exported), "--root", recorded["root"]])
+    argv = ["evaluate", str(exported), "--root", recorded["root"], "-o", str(tmp_path / "c")]
+    leaked = runner.invoke(app, argv)
     assert leaked.exit_code == 1 and "were used to train model.onnx" in leaked.output
     assert "Traceback" not in leaked.output
 
@@ -384,7 +397,8 @@ def test_evaluate_refuses_an_onnx_file_with_two_input_sizes(
 ) -> None:
     exported = export_onnx(mixed_ensemble, tmp_path / "mixed.onnx").path
 
-    result = runner.invoke(app, ["evaluate", str(exported), "--root", str(photos)])
+    argv = ["evaluate", str(exported), "--root", str(photos), "-o", str(tmp_path / "eval")]
+    result = runner.invoke(app, argv)
 
     assert result.exit_code == 1
     assert "different input sizes (24, 32)" in result.output

@@ -4,7 +4,7 @@
 the held-out test list a training run recorded) loads the models, streams the images through
 them in batches and returns an ``Evaluation``: per model and for the ensemble (the mean of the
 members' softmax, as in GarbageML) accuracy, precision, recall, F1, calibration error, per-class
-figures and speed. ``write_outputs`` saves ``metrics.json`` and the figures.
+figures and speed. ``binsort.reporting.write_outputs`` saves ``metrics.json`` and the figures.
 
 The loading, image-list, leakage-guard and calibration helpers here are shared with
 ``binsort.ensemble``, which needs the same steps on a validation set.
@@ -13,7 +13,6 @@ The loading, image-list, leakage-guard and calibration helpers here are shared w
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -54,7 +53,6 @@ from binsort.models.onnx_member import OnnxModule, load_onnx_member, stored_para
 from binsort.onnx_model import OnnxModel, is_onnx
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
-SAMPLE_GRID = 24  # images in samples.png: mistakes first, then correct ones
 # Which list of a recorded split evaluate scores: the held-out test list, or the validation
 # list, for choices (input size, members) that must not look at the test list.
 SPLIT_PARTS = ("test", "val")
@@ -624,52 +622,3 @@ def _check_disjoint(calib: ImageSet, images: ImageSet, allow: bool) -> list[str]
 
 
 # --- files ---------------------------------------------------------------------------------
-
-
-def _sample_indices(labels: torch.Tensor, preds: torch.Tensor, count: int) -> list[int]:
-    """Up to ``count`` images, half or more of them mistakes when there are that many."""
-    wrong = (labels != preds).nonzero().flatten().tolist()
-    right = (labels == preds).nonzero().flatten().tolist()
-    take_wrong = wrong[: max(count // 2, count - len(right))]
-    take_right = right[: count - len(take_wrong)]
-    return sorted(take_wrong + take_right)
-
-
-def write_outputs(result: Evaluation, out: str | Path) -> list[Path]:
-    """metrics.json, confusion matrices, ROC and precision-recall curves, a sample grid."""
-    from binsort import reporting
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    metrics = out / "metrics.json"
-    tmp = metrics.with_name(metrics.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False))
-    os.replace(tmp, metrics)
-    written.append(metrics)
-
-    scores = result.report_scores
-    labels = torch.tensor(result.images.labels)
-    preds = result.report_probs.argmax(1)
-    cm = torch.tensor(scores.confusion_matrix)
-    title = f"{scores.name}: {len(labels)} images"
-    picks = _sample_indices(labels, preds, SAMPLE_GRID)
-    root, samples = result.images.root, result.images.samples
-    shown = [
-        (open_rgb(root / samples[i][0], min_side=96), int(labels[i]), int(preds[i])) for i in picks
-    ]
-    figures = {
-        "confusion_matrix.png": reporting.confusion_figure(cm, result.classes, False, title),
-        "confusion_matrix_normalized.png": reporting.confusion_figure(
-            cm, result.classes, True, title
-        ),
-        "roc.png": reporting.roc_figure(result.report_probs, labels, result.classes, title),
-        "precision_recall.png": reporting.pr_figure(
-            result.report_probs, labels, result.classes, title
-        ),
-        "samples.png": reporting.samples_figure(shown, result.classes, title),
-    }
-    for name, figure in figures.items():
-        figure.savefig(out / name, dpi=110, bbox_inches="tight")
-        written.append(out / name)
-    return written

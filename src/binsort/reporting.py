@@ -1,19 +1,24 @@
 """Tables and figures for ``evaluate`` and ``ensemble``: built and returned, never printed.
 
-Rich tables are printed by the CLI; matplotlib figures are saved by ``evaluate.write_outputs``.
+Rich tables are printed by the CLI; matplotlib figures are saved by ``write_outputs``.
 Figures are plain ``matplotlib.figure.Figure`` objects on an Agg canvas (no pyplot), so they
 work without a display, keep no global state, and matplotlib is imported only when drawing.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+
+from binsort.errors import BinsortError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,6 +28,15 @@ if TYPE_CHECKING:
     from binsort.evaluate import Evaluation, Scores
 
 MISTAKE = "#d62728"  # matplotlib's red: mistakes in the sample grid
+SAMPLE_GRID = 24  # images in samples.png, the highest losses first
+FIGURES = (
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+    "roc.png",
+    "precision_recall.png",
+    "samples.png",
+)
+OUTPUTS = ("metrics.json", *FIGURES)  # what write_outputs writes into its folder
 
 
 def _pct(value: float | None) -> str:
@@ -176,25 +190,83 @@ def pr_figure(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], tit
 
 
 def samples_figure(
-    shown: list[tuple[Image.Image, int, int]], classes: list[str], title: str
+    shown: list[tuple[Image.Image, int, list[float]]], classes: list[str], title: str
 ) -> Figure:
-    """A grid of (image, true, predicted): mistakes titled and framed in red."""
+    """A grid of (image, true class, probabilities), in the order given: each titled with the
+    predicted class and its probability, and the true class's; mistakes framed in red."""
     cols = min(6, max(1, len(shown)))
     rows = max(1, math.ceil(len(shown) / cols))
-    figure = _figure(2.0 * cols, 2.3 * rows + 0.4)
-    figure.suptitle(f"{title}: true / predicted (mistakes in red)")
-    for i, (image, true, pred) in enumerate(shown):
+    figure = _figure(2.6 * cols, 3.0 * rows + 0.5)
+    figure.suptitle(f"{title}: highest loss first; predicted p / true p (mistakes in red)")
+    for i, (image, true, probs) in enumerate(shown):
         ax = figure.add_subplot(rows, cols, i + 1)
         ax.imshow(image)
         ax.set_xticks([])
         ax.set_yticks([])
+        pred = max(range(len(probs)), key=probs.__getitem__)
         wrong = true != pred
         colour = MISTAKE if wrong else "black"
-        ax.set_title(f"{classes[true]}\n→ {classes[pred]}", color=colour, fontsize=8)
+        text = f"{classes[pred]} {probs[pred]:.2f}"
+        if wrong:
+            text += f"\ntrue: {classes[true]} {probs[true]:.2f}"
+        ax.set_title(text, color=colour, fontsize=9)
         for spine in ax.spines.values():
             spine.set_edgecolor(colour if wrong else "lightgrey")
             spine.set_linewidth(3 if wrong else 1)
     return figure
+
+
+def top_losses(probs: torch.Tensor, labels: torch.Tensor, count: int) -> list[int]:
+    """The ``count`` images with the highest loss (-log p of the true class): the most
+    confidently wrong first, then the least sure right ones, as fastai's plot_top_losses."""
+    loss = -probs.gather(1, labels[:, None]).squeeze(1).clamp_min(1e-12).log()
+    return loss.argsort(descending=True, stable=True)[:count].tolist()
+
+
+def check_outputs(out: str | Path, force: bool) -> None:
+    """Refuse, before any work, to overwrite an earlier evaluation's files without ``force``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BinsortError(f"--out {out} is a file, not a folder")
+    taken = [name for name in OUTPUTS if (out / name).exists()]
+    if taken and not force:
+        raise BinsortError(f"{out / taken[0]} exists; use --force to replace it or another --out")
+
+
+def write_outputs(result: Evaluation, out: str | Path) -> list[Path]:
+    """metrics.json, confusion matrices, ROC and precision-recall curves, a sample grid."""
+    from binsort.data.images import open_rgb
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metrics = out / "metrics.json"
+    tmp = metrics.with_name(metrics.name + ".tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False))
+    os.replace(tmp, metrics)
+    written.append(metrics)
+
+    scores = result.report_scores
+    labels = torch.tensor(result.images.labels)
+    probs = result.report_probs
+    cm = torch.tensor(scores.confusion_matrix)
+    title = f"{scores.name}: {len(labels)} images"
+    root, samples = result.images.root, result.images.samples
+    shown = [
+        (open_rgb(root / samples[i][0], min_side=256), int(labels[i]), probs[i].tolist())
+        for i in top_losses(probs, labels, SAMPLE_GRID)
+    ]
+    figures = {
+        "confusion_matrix.png": confusion_figure(cm, result.classes, False, title),
+        "confusion_matrix_normalized.png": confusion_figure(cm, result.classes, True, title),
+        "roc.png": roc_figure(probs, labels, result.classes, title),
+        "precision_recall.png": pr_figure(probs, labels, result.classes, title),
+        "samples.png": samples_figure(shown, result.classes, title),
+    }
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110, bbox_inches="tight")
+        written.append(out / name)
+    return written
 
 
 def training_figure(rows: list[dict]) -> Figure:

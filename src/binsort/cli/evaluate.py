@@ -94,6 +94,12 @@ def evaluate(
             "--out", "-o", help="Folder for metrics.json and the figures.", rich_help_panel="Output"
         ),
     ] = Path("evaluation"),
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Replace an earlier evaluation's files in --out.", rich_help_panel="Output"
+        ),
+    ] = False,
     allow_overlap: Annotated[
         bool,
         typer.Option(
@@ -109,7 +115,8 @@ def evaluate(
     Prints one row per model (accuracy, precision, recall, F1, calibration error, speed;
     with --ensemble a last row for their mean), then sklearn's classification report.
     Writes metrics.json, confusion matrices, ROC and precision-recall curves and a grid of
-    sample predictions to --out. Refuses images a model was trained on (the class and file
+    sample predictions to --out (an earlier evaluation's files there are kept unless
+    --force). Refuses images a model was trained on (the class and file
     name of one in its training split, wherever the folder lies) unless --allow-overlap.
 
     Example: binsort evaluate runs/a/version_0/checkpoints/last.ckpt --split runs/a/version_0
@@ -118,9 +125,10 @@ def evaluate(
     overlap with training images, missing folder); 2 a bad option.
     """
     from binsort.evaluate import evaluate as run_evaluation
-    from binsort.evaluate import write_outputs
-    from binsort.reporting import results_table
+    from binsort.reporting import check_outputs, results_table, write_outputs
 
+    with user_errors():
+        check_outputs(out, force)  # before minutes of scoring, not after
     progress = _progress_bar()
     with user_errors(), progress:
         task = progress.add_task("scoring", total=None)

@@ -18,7 +18,7 @@ import torch
 
 from binsort import metrics
 from binsort.data.images import open_rgb
-from binsort.evaluate import image_set, read_split
+from binsort.imagesets import image_set, read_split
 from binsort.onnx_model import OnnxModel
 
 

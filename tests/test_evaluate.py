@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from binsort.candidates import display_names
 from binsort.cli import app
 from binsort.errors import BinsortError
-from binsort.evaluate import display_names, evaluate
+from binsort.evaluate import evaluate
 from binsort.models.checkpoint import load_members, save_ensemble
 from binsort.reporting import FIGURES, top_losses, write_outputs
 from conftest import make_image_folder

@@ -384,7 +384,7 @@ def test_an_exported_file_records_its_split_and_evaluate_uses_it(
 def test_members_of_different_splits_record_none(
     trained_runs, mixed_ensemble: Path, tmp_path: Path
 ) -> None:
-    from binsort.evaluate import read_split
+    from binsort.imagesets import read_split
 
     exported = export_onnx(mixed_ensemble, tmp_path / "mixed.onnx").path
     assert "split" not in OnnxModel(exported).metadata

@@ -43,6 +43,11 @@ EARLY_STOPS = ("none", "loss", "acc")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
+def monitor_mode(monitor: str) -> str:
+    """How a watched metric improves: "max" for accuracy, "min" for a loss."""
+    return "max" if monitor == "val_accuracy" else "min"
+
+
 def _opt(default: Any, help: str, panel: str, choices: tuple[str, ...] | None = None) -> Any:
     meta = {"help": help, "panel": panel, "choices": choices}
     if isinstance(default, list):

@@ -12,47 +12,22 @@ the results in the file. ``select_greedy`` works on a probability tensor alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from binsort.candidates import Candidate, load_candidates
 from binsort.config import MAX_INPUT, MIN_INPUT, input_size_ok
 from binsort.errors import BinsortError
-from binsort.evaluate import (
-    Candidate,
-    Progress,
-    calibrate_members,
-    guard_overlap,
-    image_set,
-    load_candidates,
-    read_split,
-    run_models,
-    temperature_warnings,
-)
+from binsort.imagesets import image_set, read_split
+from binsort.leakage import guard_overlap
 from binsort.metrics import accuracy, nll
 from binsort.models.checkpoint import save_ensemble
+from binsort.results import EnsembleResult, Selection, Step
+from binsort.runner import Progress, calibrate_members, run_models, temperature_warnings
 
 SELECTIONS = ("none", "greedy")
-
-
-@dataclass
-class Step:
-    member: int  # index of the candidate added
-    name: str
-    accuracy: float  # of the ensemble after this step, on the validation set
-    nll: float
-
-
-@dataclass
-class Selection:
-    steps: list[Step]
-    kept: int  # the best prefix: the first ``kept`` steps form the ensemble
-
-    @property
-    def chosen(self) -> list[int]:
-        """Candidate indices of the kept members, repeats included."""
-        return [s.member for s in self.steps[: self.kept]]
 
 
 def select_greedy(
@@ -93,18 +68,6 @@ def select_greedy(
         else:
             since_best += 1
     return Selection(steps, kept)
-
-
-@dataclass
-class EnsembleResult:
-    path: Path
-    members: list[Candidate]  # the distinct members written, with their weights
-    candidates: list[Candidate]  # every model given (temperatures as fitted)
-    selection: Selection | None = None
-    images: int = 0  # validation images used (selection, calibration)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    scale: float | None = None  # with calibrate: the factor the members' temperatures share
 
 
 def build_ensemble(

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 from binsort.errors import BinsortError
+from binsort.files import replacing
+from binsort.metrics import tempered_softmax
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 from binsort.onnx_model import METADATA_KEY, ONNX_TTA_MODES, OnnxModel, input_name, is_onnx
 
@@ -121,8 +123,7 @@ def export_onnx(
     splits = [m.split for m, _ in members]
     if splits[0] is not None and all(s == splits[0] for s in splits):
         metadata["split"] = splits[0]
-    tmp = output.with_name(f".{output.name}.tmp")
-    try:
+    with replacing(output) as tmp:
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated in favour of one that needs the
             # onnxscript package; it is still supported and needs nothing beyond torch.
@@ -151,9 +152,6 @@ def export_onnx(
         if int8:
             _weights_to_int8(tmp)
             difference = _check(tmp, feeds, expected, INT8_TOLERANCE)
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(
         path=output,
         classes=list(members[0][0].classes),
@@ -297,7 +295,5 @@ class EnsembleGraph(nn.Module):
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         members = zip(self.nets, self.slots, self.temperatures, self.shares, strict=True)
-        probs = [
-            torch.softmax(net(images[slot]) / t, dim=1) * share for net, slot, t, share in members
-        ]
+        probs = [tempered_softmax(net(images[slot]), t) * share for net, slot, t, share in members]
         return torch.stack(probs).sum(0)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from binsort.data.transforms import eval_transform
+from binsort.metrics import tempered_softmax
 from binsort.models.checkpoint import LoadedModel
 
 
@@ -38,7 +39,7 @@ def member_probabilities(
 ) -> torch.Tensor:
     """Softmax(logits / T) for a batch of [0, 1] tensors at the member's input size."""
     probs = [
-        torch.softmax(member.model(view).float() / member.temperature, dim=1)
+        tempered_softmax(member.model(view).float(), member.temperature)
         for view in _views(batch, tta)
     ]
     return torch.stack(probs).mean(0)

@@ -1,4 +1,4 @@
-"""The one rule that says whether an image is one a model trained on.
+"""The one rule that says whether an image is one a model trained on, and the guards built on it.
 
 Images are matched by class folder and file name without its extension (``glass/glass12``),
 not by full path: a copy of the training folder (``cp -r``, a ``binsort resize`` copy, the
@@ -6,14 +6,23 @@ originals of a resized copy, the same folder reached from another working folder
 same photos under another root, and often, after a resize, another extension. Two data sets
 that share class and file names are flagged too; ``--allow-overlap`` goes on anyway.
 
-``evaluate`` (the scored images and ``--calibrate``'s), ``ensemble --calibrate`` and training
-with ``--teacher`` all use ``shared``.
+``guard_overlap`` refuses images a candidate model trained on (``evaluate``'s scored and
+calibration images, ``ensemble``'s validation images); ``check_disjoint`` refuses calibrating
+on the evaluated images; training with ``--teacher`` uses ``shared`` directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from binsort.errors import BinsortError
+
+if TYPE_CHECKING:
+    from binsort.candidates import Candidate
+    from binsort.data.folder import ImageSet
 
 
 def key(path: str) -> str:
@@ -27,3 +36,59 @@ def shared(paths: Iterable[str], trained: Iterable[str]) -> list[str]:
     """The ``paths`` (sorted) that are, by ``key``, among the ``trained`` images."""
     keys = {key(p) for p in trained}
     return sorted(p for p in paths if key(p) in keys)
+
+
+@dataclass
+class Overlap:
+    name: str  # the model that trained on the images
+    count: int
+    example: str
+
+
+def training_overlap(candidates: list[Candidate], images: ImageSet) -> list[Overlap]:
+    """Models whose recorded training split holds some of ``images``, wherever the images
+    lie now (same class and file name)."""
+    paths = [p for p, _ in images.samples]
+    found = []
+    for c in candidates:
+        split = c.member.split or {}
+        common = shared(paths, split.get("train", []))
+        if common:
+            found.append(Overlap(c.name, len(common), common[0]))
+    return found
+
+
+def overlap_message(overlaps: list[Overlap], what: str) -> str:
+    first = overlaps[0]
+    more = f" (and {len(overlaps) - 1} more model(s))" if len(overlaps) > 1 else ""
+    return (
+        f"{first.count} of the {what} images were used to train {first.name}{more}, e.g. "
+        f"{first.example}: its scores would be inflated"
+    )
+
+
+def guard_overlap(
+    candidates: list[Candidate], images: ImageSet, allow: bool, what: str
+) -> list[str]:
+    """Refuse images a model trained on, unless ``allow``: then return the warnings."""
+    overlaps = training_overlap(candidates, images)
+    if overlaps and not allow:
+        raise BinsortError(
+            overlap_message(overlaps, what) + ". Use held-out images (--split RUN_DIR scores "
+            "the run's test list) or pass --allow-overlap to go on anyway"
+        )
+    return [overlap_message([o], what) for o in overlaps]
+
+
+def check_disjoint(calib: ImageSet, images: ImageSet, allow: bool) -> list[str]:
+    """Calibrating on the evaluated images would make the calibration look better than it is."""
+    common = shared([p for p, _ in calib.samples], [p for p, _ in images.samples])
+    if not common:
+        return []
+    message = (
+        f"{len(common)} calibration image(s) are also evaluated, e.g. {common[0]}: "
+        "the calibration error after fitting would be optimistic"
+    )
+    if not allow:
+        raise BinsortError(message + "; use a separate --calibration-root or --allow-overlap")
+    return [message]

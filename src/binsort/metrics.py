@@ -21,6 +21,12 @@ ECE_BINS = 15  # Guo et al. 2017, the usual choice; enough bins to see over-conf
 TEMPERATURE_RANGE = (0.05, 20.0)
 
 
+def tempered_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``[N, C]`` logits -> probabilities at temperature T: softmax(logits / T) over the classes.
+    Inference, the distillation teacher and the exported graph all answer with it."""
+    return torch.softmax(logits / temperature, dim=1)
+
+
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``[C, C]`` counts: row = true class, column = predicted class (sklearn's layout)."""
     index = labels.long() * num_classes + preds.long()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from binsort.errors import BinsortError
+from binsort.files import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from binsort.ensemble import Selection
-    from binsort.evaluate import Evaluation, Scores
+    from binsort.results import Evaluation, Scores, Selection
 
 MISTAKE = "#d62728"  # matplotlib's red: mistakes in the sample grid
 SAMPLE_GRID = 24  # images in samples.png, the highest losses first
@@ -241,9 +240,7 @@ def write_outputs(result: Evaluation, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     metrics = out / "metrics.json"
-    tmp = metrics.with_name(metrics.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False))
-    os.replace(tmp, metrics)
+    write_atomically(metrics, json.dumps(result.to_json(), indent=2, allow_nan=False))
     written.append(metrics)
 
     scores = result.report_scores

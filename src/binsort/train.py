@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import signal
 import threading
@@ -21,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
+from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, monitor_mode
 from binsort.errors import BinsortError
+from binsort.files import replacing, write_atomically
 
 BEST = "best.ckpt"  # a copy of the best checkpoint by --save-monitor, beside last.ckpt
 
@@ -233,9 +233,8 @@ def fit(
     if trainer.is_global_zero:
         if best is not None and best.is_file():
             # One name to point at: predict, evaluate and export take the run folder too.
-            tmp = best.with_name(BEST + ".tmp")
-            shutil.copyfile(best, tmp)
-            os.replace(tmp, best.with_name(BEST))  # never a half-written best.ckpt
+            with replacing(best.with_name(BEST)) as tmp:  # never a half-written best.ckpt
+                shutil.copyfile(best, tmp)
         if history.rows:
             from binsort.reporting import training_figure
 
@@ -371,7 +370,6 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
         save_dir=str(out), name=name, version=version, default_hp_metric=False
     )
     ckpt_dir = Path(logger.log_dir) / "checkpoints"
-    mode = "max" if cfg.save_monitor == "val_accuracy" else "min"
     history = History()
     callbacks = [
         cb.ModelCheckpoint(
@@ -380,7 +378,7 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
             filename="epoch{epoch:03d}-loss{val_loss:.4f}-acc{val_accuracy:.4f}",
             auto_insert_metric_name=False,
             monitor=cfg.save_monitor,
-            mode=mode,
+            mode=monitor_mode(cfg.save_monitor),
             save_top_k=cfg.save_top_k,
         ),
         # Lightning 2.6 refreshes `save_last` only when a top-k checkpoint was written that
@@ -396,7 +394,7 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
         callbacks.append(
             cb.EarlyStopping(
                 monitor=monitor,
-                mode="min" if cfg.early_stop == "loss" else "max",
+                mode=monitor_mode(monitor),
                 patience=cfg.early_stop_patience,
             )
         )
@@ -442,7 +440,7 @@ def _epoch_of(best: Path | None, rows: list[dict], monitor: str, score: Any) -> 
     scored = [r for r in rows if r.get(monitor) is not None]
     if not scored:
         return None
-    pick = max if monitor == "val_accuracy" else min
+    pick = max if monitor_mode(monitor) == "max" else min
     return pick(scored, key=lambda r: r[monitor])["epoch"]
 
 
@@ -453,9 +451,7 @@ def _names(keys: list[str], limit: int = 4) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2))
 
 
 def _quiet_lightning() -> None:

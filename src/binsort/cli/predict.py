@@ -19,6 +19,7 @@ import typer
 
 from binsort.cli._common import EXIT_PARTIAL, console, err_console, user_errors
 from binsort.errors import BinsortError
+from binsort.files import replacing
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -283,13 +284,8 @@ def _open_output(output: Path | None) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    tmp = output.with_name(f".{output.name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as out:
-            yield out
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(output) as tmp, tmp.open("w", encoding="utf-8", newline="") as out:
+        yield out
 
 
 def _write_csv(rows, out: IO[str], top_k: int, source: dict) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+from binsort.files import replacing
 
 RESULTS_CSV = "results.csv"
 RESULTS_COLUMNS = (
@@ -28,12 +29,10 @@ def write_results(rows: list[dict[str, Any]], path: Path) -> None:
 
     Rewritten whole after every epoch (a resumed run's rows come back from its checkpoint), to
     a temporary name first, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with replacing(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, RESULTS_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class History(L.Callback):

@@ -23,6 +23,7 @@ from torch import nn
 
 from binsort.config import input_size_ok
 from binsort.errors import BinsortError
+from binsort.files import replacing
 from binsort.models.factory import build_model
 from binsort.models.serialization import load_failure, safe_load  # noqa: F401 (re-export)
 from binsort.onnx_model import is_onnx
@@ -248,7 +249,6 @@ def save_ensemble(members: list[LoadedModel], path: str | Path) -> Path:
             for m in members
         ],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save(data, tmp)
     return path

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from binsort.config import TrainConfig
+from binsort.config import TrainConfig, monitor_mode
 
 
 def param_groups(net: nn.Module, cfg: TrainConfig, head: list[str]) -> list[dict]:
@@ -125,7 +125,7 @@ def build_schedulers(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> list
     if kind == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
-            mode="max" if cfg.plateau_monitor == "val_accuracy" else "min",
+            mode=monitor_mode(cfg.plateau_monitor),
             factor=cfg.lr_gamma,
             patience=cfg.plateau_patience,
         )

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from binsort.errors import BinsortError
 from binsort.leakage import shared
+from binsort.metrics import tempered_softmax
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 
 
@@ -42,8 +43,9 @@ class Teacher:
         images = images.float()
         total = sum(weight for _, weight in self.members)
         with torch.autocast(images.device.type, enabled=False):
+            # Python weights, not a weight tensor: no host-to-device copy (a sync) every step.
             mean = sum(
-                weight * torch.softmax(member.model(images).float() / member.temperature, dim=1)
+                weight * tempered_softmax(member.model(images).float(), member.temperature)
                 for member, weight in self.members
             )
         return mean / total
@@ -76,7 +78,7 @@ def distillation_loss(
     target = teacher_probs
     if temperature != 1.0:
         # The teacher's answer is already a probability: soften its log like a logit.
-        target = torch.softmax(teacher_probs.clamp_min(1e-12).log() / temperature, dim=1)
+        target = tempered_softmax(teacher_probs.clamp_min(1e-12).log(), temperature)
     return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
 
 

@@ -17,9 +17,17 @@ from binsort.data.transforms import eval_transform
 from binsort.metrics import tempered_softmax
 from binsort.models.checkpoint import LoadedModel
 
+# A batch of [0, 1] images at the member's input size; or, for an exported file whose members
+# take different sizes, one batch per size ({224: ..., 240: ...}).
+Batch = torch.Tensor | dict[int, torch.Tensor]
 
-def _views(batch: torch.Tensor, tta: str) -> list[torch.Tensor]:
+
+def _views(batch: Batch, tta: str) -> list[Batch]:
     """Test-time augmentation views of a batch: identity, flips (and five crops)."""
+    if isinstance(batch, dict):  # one batch per input size: the same views of each
+        per_size = {size: _views(b, tta) for size, b in batch.items()}
+        count = len(next(iter(per_size.values())))
+        return [{size: views[i] for size, views in per_size.items()} for i in range(count)]
     if tta == "none":
         return [batch]
     views = [batch, batch.flip(-1), batch.flip(-2)]
@@ -34,9 +42,7 @@ def _views(batch: torch.Tensor, tta: str) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
-def member_probabilities(
-    member: LoadedModel, batch: torch.Tensor, tta: str = "none"
-) -> torch.Tensor:
+def member_probabilities(member: LoadedModel, batch: Batch, tta: str = "none") -> torch.Tensor:
     """Softmax(logits / T) for a batch of [0, 1] tensors at the member's input size."""
     probs = [
         tempered_softmax(member.model(view).float(), member.temperature)
@@ -52,11 +58,14 @@ def probabilities(
     batches: dict[int, torch.Tensor] = {}
     out = []
     for member in members:
-        size = member.input_size
-        if size not in batches:
-            transform = eval_transform(size)
-            batches[size] = torch.stack([transform(im) for im in images])
-        out.append(member_probabilities(member, batches[size], tta))
+        # An exported ensemble of members of different sizes takes one batch per size.
+        sizes = getattr(member.model, "input_sizes", None) or [member.input_size]
+        for size in sizes:
+            if size not in batches:
+                transform = eval_transform(size)
+                batches[size] = torch.stack([transform(im) for im in images])
+        batch = batches[sizes[0]] if len(sizes) == 1 else {s: batches[s] for s in sizes}
+        out.append(member_probabilities(member, batch, tta))
     return torch.stack(out)
 
 

@@ -15,33 +15,32 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from binsort.errors import BinsortError
 from binsort.models.checkpoint import LoadedModel
 from binsort.onnx_model import OnnxModel, arch_counts, input_name
 
 
 class OnnxModule(nn.Module):
-    """``[N, 3, S, S]`` images in [0, 1] -> log-probabilities, computed by onnxruntime."""
+    """``[N, 3, S, S]`` images in [0, 1] -> log-probabilities, computed by onnxruntime.
+
+    A file whose members take different input sizes takes ``{size: images}``, one batch per
+    size in ``input_sizes``, as predict feeds it (``binsort.inference`` builds them).
+    """
 
     def __init__(self, onnx: OnnxModel) -> None:
         super().__init__()
         self.onnx = onnx
-        self.feed = input_name(onnx.input_size)
+        self.input_sizes = list(onnx.input_sizes)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        probs = self.onnx.run({self.feed: images.float().contiguous().numpy()})
-        return torch.from_numpy(probs).clamp_min(1e-12).log()
+    def forward(self, images: torch.Tensor | dict[int, torch.Tensor]) -> torch.Tensor:
+        if not isinstance(images, dict):
+            images = {self.onnx.input_size: images}
+        feeds = {input_name(s): t.float().contiguous().numpy() for s, t in images.items()}
+        return torch.from_numpy(self.onnx.run(feeds)).clamp_min(1e-12).log()
 
 
 def load_onnx_member(path: str | Path) -> LoadedModel:
     """An exported file as a ``LoadedModel`` (one per file, whatever its member count)."""
     onnx = OnnxModel(path)
-    if len(onnx.input_sizes) != 1:
-        sizes = ", ".join(map(str, onnx.input_sizes))
-        raise BinsortError(
-            f"{onnx.path}: its members take different input sizes ({sizes}); evaluate scores "
-            "ONNX files with one input size: evaluate the ensemble file it was exported from"
-        )
     split = onnx.metadata.get("split")  # binsort export records the members' shared split
     return LoadedModel(
         model=OnnxModule(onnx).eval(),

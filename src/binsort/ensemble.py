@@ -19,7 +19,7 @@ import torch
 
 from binsort.candidates import Candidate, load_candidates
 from binsort.config import MAX_INPUT, MIN_INPUT, input_size_ok
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.imagesets import image_set, read_split
 from binsort.leakage import guard_overlap
 from binsort.metrics import accuracy, nll
@@ -89,8 +89,7 @@ def build_ensemble(
 ) -> EnsembleResult:
     """Write the given models (or a greedy selection of them) to one ensemble file."""
     out = Path(out)
-    if select not in SELECTIONS:
-        raise BinsortError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    check_choice("--select", select, SELECTIONS)
     if out.exists() and not force:
         raise BinsortError(f"{out} exists; pass --force to replace it")
     if out.is_dir():

@@ -22,7 +22,7 @@ import torch
 
 from binsort.candidates import ensemble_label, load_candidates
 from binsort.config import TTA_MODES
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.imagesets import SPLIT_PARTS, image_set, read_split
 from binsort.leakage import check_disjoint, guard_overlap
 from binsort.metrics import (
@@ -64,17 +64,14 @@ def evaluate(
     split's validation list) first and, for the ensemble row, one factor those temperatures
     share that calibrates the mean (``Calibration.for_ensemble``).
     """
-    if average not in AVERAGES:
-        raise BinsortError(f"--average must be one of {', '.join(AVERAGES)}, got {average!r}")
-    if tta not in TTA_MODES:
-        raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    check_choice("--average", average, AVERAGES)
+    check_choice("--tta", tta, TTA_MODES)
     candidates = load_candidates(checkpoints, onnx=True)
     classes = candidates[0].member.classes
     count = len(candidates)
     if report_model is not None and not 0 <= report_model < count:
         raise BinsortError(f"--report-model must be a row index from 0 to {count - 1}")
-    if part not in SPLIT_PARTS:
-        raise BinsortError(f"--part must be one of {', '.join(SPLIT_PARTS)}, got {part!r}")
+    check_choice("--part", part, SPLIT_PARTS)
     if part != "test" and split is None:
         raise BinsortError(f"--part {part} needs --split RUN_DIR (a --root folder is scored whole)")
     recorded = read_split(split) if split is not None else None

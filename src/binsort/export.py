@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.files import replacing
 from binsort.metrics import tempered_softmax
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
@@ -87,10 +87,7 @@ def export_onnx(
         raise BinsortError(f"{output} exists; pass --force to replace it")
     if half and int8:
         raise BinsortError("--half and --int8 are two ways to store the weights: choose one")
-    if tta not in ONNX_TTA_MODES:
-        raise BinsortError(
-            f"--tta must be one of {', '.join(ONNX_TTA_MODES)} for an ONNX file, got {tta!r}"
-        )
+    check_choice("--tta", tta, ONNX_TTA_MODES, " for an ONNX file")
     weights = "float16" if half else "int8" if int8 else "float32"
     if not output.parent.is_dir():
         raise BinsortError(f"{output.parent}: no such folder")

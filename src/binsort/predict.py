@@ -32,7 +32,7 @@ from PIL import Image
 from binsort.bins import Bin, BinMap
 from binsort.config import TTA_MODES
 from binsort.data.images import is_image_name, open_rgb, resize_shorter
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.onnx_model import OnnxModel, describe_members, is_onnx
 from binsort.screening import screen
 
@@ -177,8 +177,7 @@ def predict_photos(
     if not 0.0 <= min_confidence <= 1.0:
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
     tta = chosen_tta(model, tta)
-    if tta not in TTA_MODES:
-        raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    check_choice("--tta", tta, TTA_MODES)
     if tta not in model.tta_modes:
         raise BinsortError(
             f"--tta {tta} needs a checkpoint; an ONNX model has {' or '.join(model.tta_modes)}"

@@ -19,7 +19,7 @@ import torch
 from binsort.config import TTA_MODES
 from binsort.data.folder import ImageSet
 from binsort.data.images import open_rgb
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.inference import probabilities
 from binsort.metrics import TEMPERATURE_RANGE, fit_shared_scale, fit_temperature
 from binsort.models.checkpoint import LoadedModel
@@ -62,8 +62,7 @@ def run_models(
     progress: Progress | None = None,
 ) -> Outputs:
     """Every member's probabilities on every image, in batches; timed per member."""
-    if tta not in TTA_MODES:
-        raise BinsortError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    check_choice("--tta", tta, TTA_MODES)
     if batch_size < 1 or workers < 0:
         raise BinsortError("--batch must be at least 1 and --workers at least 0")
     loader = torch.utils.data.DataLoader(

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.predict import Prediction
 
 SORT_BY = ("bin", "class")
@@ -24,8 +24,7 @@ class Sorter:
     """Copies each prediction's photo into ``dest/<bin or class>/``; records what it copied."""
 
     def __init__(self, dest: str | Path, by: str = "bin", inputs: Iterable[str | Path] = ()):
-        if by not in SORT_BY:
-            raise BinsortError(f"--sort-by must be one of {', '.join(SORT_BY)}, got {by!r}")
+        check_choice("--sort-by", by, SORT_BY)
         self.dest = Path(dest)
         if self.dest.exists() and not self.dest.is_dir():
             raise BinsortError(f"--sort-into {self.dest} is a file, not a folder")

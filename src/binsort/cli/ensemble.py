@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from binsort.cli._common import Batch, Workers, console, err_console, print_warnings, user_errors
+from binsort.config import TTA_MODES
 
 
 def ensemble(
@@ -91,7 +92,7 @@ def ensemble(
         ),
     ] = 3,
     tta: Annotated[
-        Literal["none", "flip", "flip5crop"],
+        Literal[TTA_MODES],  # type: ignore[valid-type]
         typer.Option(
             help="Test-time augmentation during selection.",
             rich_help_panel="Selection",

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from binsort.cli._common import Batch, Workers, console, err_console, print_warnings, user_errors
+from binsort.config import TTA_MODES
 
 CHECKPOINTS = typer.Argument(
     help="Checkpoints (.ckpt), ensemble files (each adds its members) or exported .onnx "
@@ -59,7 +60,7 @@ def evaluate(
         ),
     ] = "weighted",
     tta: Annotated[
-        Literal["none", "flip", "flip5crop"],
+        Literal[TTA_MODES],  # type: ignore[valid-type]
         typer.Option(
             help="Test-time augmentation (views averaged per image).", rich_help_panel="Scoring"
         ),

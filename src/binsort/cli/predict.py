@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Annotated
 import typer
 
 from binsort.cli._common import EXIT_PARTIAL, console, err_console, user_errors
-from binsort.errors import BinsortError
+from binsort.errors import BinsortError, check_choice
 from binsort.files import replacing
 
 if TYPE_CHECKING:
@@ -246,8 +246,7 @@ def _choose_format(fmt: str | None, output: Path | None) -> str:
     if fmt is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         fmt = suffix if suffix in ("csv", "json") else "table"
-    if fmt not in FORMATS:
-        raise BinsortError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_choice("--format", fmt, FORMATS)
     if fmt == "table" and output is not None:
         raise BinsortError("--output needs --format csv or json (the table is for reading)")
     return fmt

@@ -1,4 +1,4 @@
-"""``binsort.metrics`` against scikit-learn and hand-computed values."""
+"""``binsort.metrics`` against plain counting, scikit-learn and hand-computed values."""
 
 from __future__ import annotations
 
@@ -22,37 +22,108 @@ from binsort.metrics import (
 )
 
 
-def random_case(seed: int = 0, n: int = 200, classes: int = 5):
+def random_case(seed: int, n: int = 300, classes: int = 6):
+    """Labels in 0..3 and predictions 60% right: class 3 is never predicted, class 4 neither
+    occurs nor is predicted, class 5 is only predicted."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, classes - 1, (n,), generator=g)  # the last class never occurs
-    preds = torch.where(torch.rand(n, generator=g) < 0.6, labels, torch.randint(0, 3, (n,)))
+    labels = torch.randint(0, 4, (n,), generator=g)
+    guesses = torch.tensor([0, 1, 2, 5])[torch.randint(0, 4, (n,), generator=g)]
+    preds = torch.where(torch.rand(n, generator=g) < 0.6, labels, guesses)
+    preds[preds == 3] = 0
     return labels, preds, classes
 
 
-def test_confusion_matrix_and_accuracy_match_sklearn() -> None:
-    labels, preds, c = random_case()
-    cm = confusion_matrix(labels, preds, c)
-    assert cm.tolist() == skm.confusion_matrix(labels, preds, labels=range(c)).tolist()
-    assert accuracy(labels, preds) == pytest.approx(skm.accuracy_score(labels, preds))
+def plain_scores(labels: list[int], preds: list[int], classes: int):
+    """Confusion matrix, per-class and averaged figures by counting, with 0/0 = 0."""
+    cm = [[0] * classes for _ in range(classes)]
+    for y, p in zip(labels, preds, strict=True):
+        cm[y][p] += 1
+    rows = {"precision": [], "recall": [], "f1": [], "support": []}
+    for c in range(classes):
+        tp = cm[c][c]
+        predicted = sum(cm[r][c] for r in range(classes))
+        support = sum(cm[c])
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        rows["precision"].append(p)
+        rows["recall"].append(r)
+        rows["f1"].append(2 * p * r / (p + r) if p + r else 0.0)
+        rows["support"].append(support)
+    seen = sorted(set(labels) | set(preds))
+    avg = {
+        "macro": {
+            k: sum(rows[k][c] for c in seen) / len(seen) for k in ("precision", "recall", "f1")
+        },
+        "weighted": {
+            k: sum(rows[k][c] * rows["support"][c] for c in range(classes)) / len(labels)
+            for k in ("precision", "recall", "f1")
+        },
+    }
+    return cm, rows, avg
 
 
-@pytest.mark.parametrize("average", ["weighted", "macro"])
-def test_averages_match_sklearn(average: str) -> None:
-    labels, preds, c = random_case(seed=1)
-    ours = averaged(confusion_matrix(labels, preds, c), average)
-    p, r, f, _ = skm.precision_recall_fscore_support(
-        labels, preds, average=average, zero_division=0
+@pytest.mark.parametrize("seed", range(5))
+def test_classification_scores_match_counting(seed: int) -> None:
+    labels, preds, c = random_case(seed)
+    cm, rows, avg = plain_scores(labels.tolist(), preds.tolist(), c)
+    assert 3 not in preds and 4 not in labels and 4 not in preds and 5 not in labels
+    assert confusion_matrix(labels, preds, c).tolist() == cm
+    assert accuracy(labels, preds) == pytest.approx(sum(cm[i][i] for i in range(c)) / len(labels))
+    ours = per_class(labels, preds, c)
+    assert ours["support"] == rows["support"]
+    for key in ("precision", "recall", "f1"):
+        assert ours[key] == pytest.approx(rows[key], abs=1e-6)
+    assert ours["precision"][3] == 0.0  # never predicted: 0/0 counts as 0
+    for average in ("weighted", "macro"):
+        assert averaged(labels, preds, average) == pytest.approx(avg[average], abs=1e-6)
+
+
+def plain_ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Guo et al.'s ECE by looping: bin b holds confidences in (b/bins, (b+1)/bins]."""
+    members: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
+    for row, y in zip(probs.tolist(), labels.tolist(), strict=True):
+        conf = max(row)
+        b = min(b for b in range(bins) if conf <= (b + 1) / bins)
+        members[b].append((conf, row.index(conf) == y))
+    total = 0.0
+    for m in members:
+        if m:
+            gap = sum(c for c, _ in m) / len(m) - sum(ok for _, ok in m) / len(m)
+            total += len(m) / len(labels) * abs(gap)
+    return total
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ece_matches_binning_by_hand(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(3 * torch.randn(400, 5, generator=g), 1)
+    labels = torch.randint(0, 5, (400,), generator=g)
+    assert expected_calibration_error(probs, labels) == pytest.approx(
+        plain_ece(probs, labels), abs=1e-6
     )
-    assert ours == pytest.approx({"precision": p, "recall": r, "f1": f})
 
 
-def test_per_class_matches_sklearn_with_zero_division() -> None:
-    labels = torch.tensor([0, 0, 1, 1, 2])
-    preds = torch.tensor([0, 1, 1, 1, 1])  # class 2 is never predicted: precision 0/0 = 0
-    scores = per_class(confusion_matrix(labels, preds, 3))
-    p, r, f, s = skm.precision_recall_fscore_support(labels, preds, zero_division=0)
-    for key, ref in (("precision", p), ("recall", r), ("f1", f), ("support", s)):
-        assert scores[key].tolist() == pytest.approx(ref.tolist())
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ece_on_bin_edges(dtype: torch.dtype) -> None:
+    # Top probabilities exactly k/15 (as that dtype rounds it), 1.0 included.
+    top = torch.tensor([k / 15 for k in range(8, 16)] * 2, dtype=dtype)
+    probs = torch.stack([top, 1 - top], 1)
+    labels = torch.tensor([0, 1] * 8)
+    assert expected_calibration_error(probs, labels) == pytest.approx(
+        plain_ece(probs, labels), abs=1e-6
+    )
+
+
+def test_torchmetrics_ece_bins_differently() -> None:
+    """Why ours stays: torchmetrics gives confidence 1.0 a bin of its own, apart from 0.95."""
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    probs = torch.tensor([[1.0, 0.0]] * 5 + [[0.95, 0.05]] * 5)
+    labels = torch.tensor([0, 0, 0, 0, 1, 0, 0, 0, 0, 0])
+    library = multiclass_calibration_error(probs, labels, num_classes=2, n_bins=15, norm="l1")
+    assert expected_calibration_error(probs, labels) == pytest.approx(plain_ece(probs, labels))
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.075)
+    assert float(library) == pytest.approx(0.125)
 
 
 def test_ece_on_a_constructed_case() -> None:

@@ -173,9 +173,8 @@ def score(
     seconds: float,
 ) -> Scores:
     preds = probs.argmax(1)
-    cm = confusion_matrix(labels, preds, len(classes))
-    by_avg = {a: averaged(cm, a) for a in AVERAGES}
-    rows = per_class(cm)
+    by_avg = {a: averaged(labels, preds, a) for a in AVERAGES}
+    rows = per_class(labels, preds, len(classes))
     curves = one_vs_rest(probs, labels)
     return Scores(
         name=name,
@@ -197,7 +196,7 @@ def score(
             }
             for i, c in enumerate(classes)
         },
-        confusion_matrix=cm.tolist(),
+        confusion_matrix=confusion_matrix(labels, preds, len(classes)).tolist(),
         roc_auc=dict(zip(classes, curves["roc_auc"], strict=True)),
         average_precision=dict(zip(classes, curves["average_precision"], strict=True)),
     )

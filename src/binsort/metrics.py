@@ -1,10 +1,10 @@
 """Classification metrics as pure functions on tensors: what ``evaluate`` and ``ensemble`` report.
 
 Everything takes class probabilities ``[N, C]`` (or predictions) and integer labels ``[N]`` and
-returns numbers; nothing reads files or prints. Averages follow scikit-learn's conventions
-(``zero_division=0``; ``macro`` averages over the classes that occur in the labels or the
-predictions, ``weighted`` weighs each class by its support), so the figures match
-``sklearn.metrics.classification_report`` printed next to them.
+returns numbers; nothing reads files or prints. The confusion matrix, precision, recall and F1
+are scikit-learn's (``zero_division=0``), so they match the ``classification_report`` printed
+next to them. scikit-learn is imported inside the functions: ``predict`` imports this module
+for ``tempered_softmax`` and should not pay for it.
 """
 
 from __future__ import annotations
@@ -29,44 +29,42 @@ def tempered_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``[C, C]`` counts: row = true class, column = predicted class (sklearn's layout)."""
-    index = labels.long() * num_classes + preds.long()
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
-    )
+    from sklearn.metrics import confusion_matrix as counts
+
+    # labels=range(C): a class nobody has or predicts keeps its (zero) row and column.
+    return torch.from_numpy(counts(labels.numpy(), preds.numpy(), labels=range(num_classes)))
 
 
 def accuracy(labels: torch.Tensor, preds: torch.Tensor) -> float:
     return float((labels == preds).float().mean()) if len(labels) else float("nan")
 
 
-def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    # 0/0 is 0, like sklearn's zero_division=0: a class never predicted has precision 0.
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+def per_class(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> dict[str, list]:
+    """Per-class precision, recall, F1 (0 where undefined) and support, for classes 0..C-1."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(
+        labels.numpy(), preds.numpy(), labels=range(num_classes), zero_division=0
+    )
+    return {"precision": p.tolist(), "recall": r.tolist(), "f1": f.tolist(), "support": s.tolist()}
 
 
-def per_class(cm: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-class precision, recall, F1 and support from a confusion matrix."""
-    cm = cm.double()
-    tp = cm.diagonal()
-    precision = _safe_div(tp, cm.sum(0))
-    recall = _safe_div(tp, cm.sum(1))
-    f1 = _safe_div(2 * precision * recall, precision + recall)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": cm.sum(1)}
+def averaged(
+    labels: torch.Tensor, preds: torch.Tensor, average: str = "weighted"
+) -> dict[str, float]:
+    """Precision, recall and F1 averaged over classes.
 
+    ``macro`` averages the classes that occur in the labels or the predictions (sklearn's
+    ``labels=None``); ``weighted`` weighs each class by its support.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
 
-def averaged(cm: torch.Tensor, average: str = "weighted") -> dict[str, float]:
-    """Precision, recall and F1 averaged over classes, as ``precision_recall_fscore_support``."""
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
-    scores = per_class(cm)
-    # Macro: classes absent from both the labels and the predictions are not averaged (sklearn).
-    present = ((cm.sum(0) + cm.sum(1)) > 0).double()
-    weights = scores["support"] if average == "weighted" else present
-    total = float(weights.sum())
-    return {
-        key: float((scores[key] * weights).sum() / total) if total else 0.0
-        for key in ("precision", "recall", "f1")
-    }
+    p, r, f, _ = precision_recall_fscore_support(
+        labels.numpy(), preds.numpy(), average=average, zero_division=0
+    )
+    return {"precision": float(p), "recall": float(r), "f1": float(f)}
 
 
 def expected_calibration_error(
@@ -76,6 +74,10 @@ def expected_calibration_error(
 
     Confidence is the top probability; bin ``b`` holds confidences in ``(b/bins, (b+1)/bins]``.
     """
+    # Not torchmetrics' multiclass_calibration_error: its bins are [b/bins, (b+1)/bins) with
+    # confidence 1.0 in an extra bin of its own, it counts in float32, and it softmaxes the
+    # input again if any value lies outside [0, 1] (a mean of probabilities at 1 + 1e-7), so
+    # saturated or averaged probabilities get a different figure (tests/test_metrics.py).
     confidence, preds = probs.max(1)
     correct = (preds == labels).double()
     confidence = confidence.double()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from binsort.config import TrainConfig
 from binsort.data import cache as cache_module
 from binsort.data.batch_augment import BatchAugment
 from binsort.data.cache import CachedImages, cache_side, cached_sets, decode_images, keep_batch
+from binsort.data.transforms import PERSPECTIVE_P
 from binsort.errors import BinsortError
 
 runner = CliRunner()
@@ -26,6 +28,11 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def images(n: int = 6, side: int = 20, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=gen(seed))
+
+
+def recipe(**changes) -> BatchAugment:
+    """The default recipe's batched augmentation at 16 px, with ``changes``."""
+    return replace(BatchAugment.from_config(TrainConfig(input_size=16)), **changes)
 
 
 def samples_of(folder) -> list[tuple[str, int]]:
@@ -50,8 +57,34 @@ def test_default_augmentation_keeps_shape_dtype_and_range(dtype):
     assert out.min() >= 0 and out.max() <= 1 and out.std() > 0
 
 
+def test_batched_and_per_image_augmentation_take_the_same_parameters():
+    from torchvision.transforms import v2
+
+    from binsort.data.transforms import train_transform
+
+    strengths = dict(aug_scale=0.3, hflip=0.2, vflip=0.7, rotation=15.0, shear=5.0)
+    cfg = TrainConfig(input_size=16, perspective=0.3, jitter=0.1, grayscale=0.2, **strengths)
+    batched = BatchAugment.from_config(cfg)
+    steps = {type(t): t for t in train_transform(cfg).transforms}
+    crop = steps[v2.RandomResizedCrop]
+    assert (batched.size, batched.scale, batched.ratio) == (crop.size[0], crop.scale, crop.ratio)
+    assert batched.hflip == steps[v2.RandomHorizontalFlip].p
+    assert batched.vflip == steps[v2.RandomVerticalFlip].p
+    affine = steps[v2.RandomAffine]
+    assert affine.degrees == [-batched.rotation, batched.rotation]
+    assert affine.shear == [-batched.shear, batched.shear]  # x-shear only
+    assert affine.translate is None and affine.scale is None
+    perspective = steps[v2.RandomPerspective]
+    assert (perspective.distortion_scale, perspective.p) == (batched.perspective, PERSPECTIVE_P)
+    jitter = steps[v2.ColorJitter]
+    bounds = (1 - batched.jitter, 1 + batched.jitter)
+    assert jitter.brightness == jitter.contrast == jitter.saturation == bounds
+    assert jitter.hue is None
+    assert batched.grayscale == steps[v2.RandomGrayscale].p
+
+
 def test_same_seed_same_batch_other_seed_other_batch():
-    augment = BatchAugment(size=16, perspective=0.5)
+    augment = recipe(perspective=0.5)
     x = images(8)
     assert torch.equal(augment(x, gen(3)), augment(x, gen(3)))
     assert not torch.allclose(augment(x, gen(3)), augment(x, gen(4)))
@@ -72,7 +105,7 @@ def test_everything_off_is_the_identity_and_flips_flip():
 def test_crop_boxes_match_torchvision_random_resized_crop(scale):
     from torchvision.transforms import RandomResizedCrop
 
-    boxes = BatchAugment(size=16, scale=scale).sample_boxes(20_000, gen())
+    boxes = recipe(scale=scale).sample_boxes(20_000, gen())
     left, top, w, h = boxes.unbind(1)
     assert (w > 0).all() and (h > 0).all() and (left >= 0).all() and (top >= 0).all()
     assert (left + w <= 1 + 1e-6).all() and (top + h <= 1 + 1e-6).all()

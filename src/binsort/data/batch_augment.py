@@ -23,6 +23,10 @@ augmentation on every device. Differences from the per-image path, all small: th
 taken from the cached centre square, not the full image; crop boxes are continuous, not
 rounded to pixels; the affine step is bilinear, not nearest; ColorJitter's steps run in a
 fixed order (brightness, contrast, saturation) instead of a random order per image.
+
+Not kornia.augmentation: it does the same steps, but one resample per geometric step and from
+torch's global generator, and ran at half this speed or less on a 2-core CPU
+(``benchmarks/augment_speed.py``, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -33,28 +37,30 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from binsort.data.transforms import CROP_RATIO, PERSPECTIVE_P
+
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale uses.
 _GRAY = (0.2989, 0.587, 0.114)
 # A grid coordinate outside [-1, 1]: grid_sample's zero padding makes those pixels black.
 _OUTSIDE = 3.0
-# torchvision's RandomPerspective applies to half of the images.
-_PERSPECTIVE_P = 0.5
 # RandomResizedCrop's tries before it falls back to the whole (square) image.
 _CROP_TRIES = 10
 
 
 @dataclass(frozen=True)
 class BatchAugment:
+    # No defaults: the strengths come from TrainConfig (``from_config``), the fixed parts from
+    # binsort.data.transforms, as for the per-image path.
     size: int
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.5
-    rotation: float = 20.0
-    shear: float = 10.0
-    perspective: float = 0.1
-    jitter: float = 0.2
-    grayscale: float = 0.05
+    scale: tuple[float, float]
+    hflip: float
+    vflip: float
+    rotation: float
+    shear: float
+    perspective: float
+    jitter: float
+    grayscale: float
+    ratio: tuple[float, float] = CROP_RATIO
 
     @classmethod
     def from_config(cls, cfg) -> BatchAugment:
@@ -177,7 +183,7 @@ class BatchAugment:
         corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
         inward = -corners  # the direction towards the centre, per corner and axis
         offsets = torch.rand(n, 4, 2, generator=generator) * self.perspective
-        applied = torch.rand(n, generator=generator) < _PERSPECTIVE_P
+        applied = torch.rand(n, generator=generator) < PERSPECTIVE_P
         if self.perspective <= 0:
             applied[:] = False
         moved = corners + inward * offsets * applied[:, None, None]

@@ -11,11 +11,18 @@ from torchvision.transforms import v2
 
 from binsort.config import TrainConfig
 
+# The fixed parts of the training augmentation; the batched path (binsort.data.batch_augment)
+# takes them from here, and both take every strength from the same TrainConfig options.
+CROP_RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect-ratio range (torchvision's default)
+PERSPECTIVE_P = 0.5  # the share of images RandomPerspective distorts (torchvision's default)
+
 
 def train_transform(cfg: TrainConfig) -> v2.Compose:
     """GarbageML's augmentations, each strength a config option (0 turns a step off)."""
     steps: list[torch.nn.Module] = [
-        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.aug_scale, 1.0), antialias=True),
+        v2.RandomResizedCrop(
+            cfg.input_size, scale=(cfg.aug_scale, 1.0), ratio=CROP_RATIO, antialias=True
+        ),
     ]
     if cfg.hflip > 0:
         steps.append(v2.RandomHorizontalFlip(cfg.hflip))
@@ -24,7 +31,7 @@ def train_transform(cfg: TrainConfig) -> v2.Compose:
     if cfg.rotation > 0 or cfg.shear > 0:
         steps.append(v2.RandomAffine(degrees=cfg.rotation, shear=cfg.shear))
     if cfg.perspective > 0:
-        steps.append(v2.RandomPerspective(distortion_scale=cfg.perspective, p=0.5))
+        steps.append(v2.RandomPerspective(distortion_scale=cfg.perspective, p=PERSPECTIVE_P))
     if cfg.jitter > 0:
         steps.append(v2.ColorJitter(cfg.jitter, cfg.jitter, cfg.jitter))
     if cfg.grayscale > 0:

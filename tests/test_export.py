@@ -410,6 +410,7 @@ def test_evaluate_scores_an_onnx_file_whose_members_take_two_sizes(
     assert runner.invoke(app, argv).exit_code == 0
 
 
+@pytest.mark.parametrize("command", ["ensemble", "export"])
 def test_commands_that_need_checkpoints_say_so_for_onnx(
     exported: Path, tmp_path: Path, command: str
 ) -> None:

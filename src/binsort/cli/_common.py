@@ -72,6 +72,33 @@ class Command(TyperCommand):
                 param.secondary_opts = opts
 
 
+# The image options of evaluate and ensemble: one wording of what a split is and what --root
+# and --allow-overlap do; each command says what it uses the images for.
+def root_option(use: str) -> Any:
+    return typer.Option(
+        help=f"{use} With --split: the image root to find the split's files in, instead of "
+        "the recorded one.",
+        show_default=False,
+        rich_help_panel="Images",
+    )
+
+
+def split_option(use: str) -> Any:
+    return typer.Option(
+        help=f"{use} a training run recorded: its run folder, its split.json (or a copy of "
+        "it), one of its checkpoints or an export of one.",
+        show_default=False,
+        rich_help_panel="Images",
+    )
+
+
+def allow_overlap_option(use: str) -> Any:
+    return typer.Option(
+        help=f"{use} images a model was trained on anyway (with a warning).",
+        rich_help_panel="Images",
+    )
+
+
 def print_warnings(warnings: list[str]) -> None:
     """A library result's warnings, one yellow line each on stderr."""
     for warning in warnings:

@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import Batch, Workers, console, err_console, print_warnings, user_errors
+from binsort.cli._common import (
+    Batch,
+    Workers,
+    allow_overlap_option,
+    console,
+    err_console,
+    print_warnings,
+    root_option,
+    split_option,
+    user_errors,
+)
 from binsort.config import TTA_MODES
 
 
@@ -43,22 +53,9 @@ def ensemble(
     ] = "none",
     root: Annotated[
         Path | None,
-        typer.Option(
-            help="Validation ImageFolder for --select greedy and --calibrate. With --split: "
-            "the image root to find the split's files in.",
-            show_default=False,
-            rich_help_panel="Images",
-        ),
+        root_option("Validation ImageFolder for --select greedy and --calibrate."),
     ] = None,
-    split: Annotated[
-        Path | None,
-        typer.Option(
-            help="Use the validation list a training run recorded (run folder, its split.json, "
-            "a checkpoint or an export of one).",
-            show_default=False,
-            rich_help_panel="Images",
-        ),
-    ] = None,
+    split: Annotated[Path | None, split_option("Use the validation list")] = None,
     calibrate: Annotated[
         bool,
         typer.Option(
@@ -98,12 +95,7 @@ def ensemble(
             rich_help_panel="Selection",
         ),
     ] = "none",
-    allow_overlap: Annotated[
-        bool,
-        typer.Option(
-            help="Use validation images a model was trained on anyway.", rich_help_panel="Images"
-        ),
-    ] = False,
+    allow_overlap: Annotated[bool, allow_overlap_option("Use validation")] = False,
     batch: Batch = 32,
     workers: Workers = 0,
 ) -> None:

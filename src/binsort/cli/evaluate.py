@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import Batch, Workers, console, err_console, print_warnings, user_errors
+from binsort.cli._common import (
+    Batch,
+    Workers,
+    allow_overlap_option,
+    console,
+    err_console,
+    print_warnings,
+    root_option,
+    split_option,
+    user_errors,
+)
 from binsort.config import TTA_MODES
 
 CHECKPOINTS = typer.Argument(
@@ -22,22 +32,9 @@ def evaluate(
     checkpoints: Annotated[list[Path], CHECKPOINTS],
     root: Annotated[
         Path | None,
-        typer.Option(
-            help="ImageFolder to score (one sub-folder per class). With --split: the image "
-            "root to find the split's files in, instead of the recorded one.",
-            show_default=False,
-            rich_help_panel="Images",
-        ),
+        root_option("ImageFolder to score (one sub-folder per class)."),
     ] = None,
-    split: Annotated[
-        Path | None,
-        typer.Option(
-            help="Score the held-out test list a training run recorded: its run folder, its "
-            "split.json (or a copy of it), one of its checkpoints or an export of one.",
-            show_default=False,
-            rich_help_panel="Images",
-        ),
-    ] = None,
+    split: Annotated[Path | None, split_option("Score the held-out test list")] = None,
     part: Annotated[
         Literal["test", "val"],
         typer.Option(
@@ -101,13 +98,7 @@ def evaluate(
             help="Replace an earlier evaluation's files in --out.", rich_help_panel="Output"
         ),
     ] = False,
-    allow_overlap: Annotated[
-        bool,
-        typer.Option(
-            help="Score images a model was trained on anyway (with a warning).",
-            rich_help_panel="Images",
-        ),
-    ] = False,
+    allow_overlap: Annotated[bool, allow_overlap_option("Score")] = False,
     batch: Batch = 32,
     workers: Workers = 0,
 ) -> None:

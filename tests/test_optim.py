@@ -84,11 +84,12 @@ def test_train_accuracy_under_mixup_counts_the_larger_share():
     from binsort.models.module import Classifier
 
     cfg = TrainConfig(model="resnet18", input_size=16, mixup=0.4, cutmix=1.0)
+    torch.manual_seed(0)  # the initial weights, so the answers do not depend on earlier tests
     module = Classifier(cfg.to_dict(), ["a", "b", "c"], [0.5] * 3, [0.25] * 3)
     module.log = lambda *args, **kwargs: None  # no trainer here to log to
     x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     y = torch.arange(16) % 3
-    torch.manual_seed(2)  # a draw where the two counts differ (0.5 against 0.19)
+    torch.manual_seed(2)  # a draw where the two counts differ (0.31 against 0.19)
     mixed, target = module.mixer(x, y)
     with torch.no_grad():
         answers = module(mixed).argmax(1)

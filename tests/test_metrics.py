@@ -19,6 +19,7 @@ from binsort.metrics import (
     nll,
     one_vs_rest,
     per_class,
+    weighted_mean,
 )
 
 
@@ -210,3 +211,12 @@ def test_one_vs_rest_matches_sklearn_and_is_null_without_positives() -> None:
         )
     assert out["roc_auc"][2] is None and out["average_precision"][2] is None
     assert np.isfinite(out["roc_auc"][0])
+
+
+def test_weighted_mean_counts_a_member_its_weight_times() -> None:
+    probs = torch.softmax(torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)), 2)
+    repeated = torch.stack([probs[0], probs[0], probs[1], probs[2]]).mean(0)
+    assert torch.allclose(weighted_mean(probs, [2, 1, 1]), repeated, atol=1e-7)
+    # A stacked tensor and a list of members give the same mean, and rows still sum to 1.
+    assert torch.equal(weighted_mean(list(probs), [2, 1, 1]), weighted_mean(probs, [2, 1, 1]))
+    assert torch.allclose(weighted_mean(probs, [1, 1, 1]).sum(1), torch.ones(5))

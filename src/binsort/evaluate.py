@@ -34,6 +34,7 @@ from binsort.metrics import (
     nll,
     one_vs_rest,
     per_class,
+    weighted_mean,
 )
 from binsort.models.onnx_member import OnnxModule
 from binsort.results import Evaluation, Scores
@@ -200,12 +201,6 @@ def score(
         roc_auc=dict(zip(classes, curves["roc_auc"], strict=True)),
         average_precision=dict(zip(classes, curves["average_precision"], strict=True)),
     )
-
-
-def weighted_mean(probs: torch.Tensor, weights: list[int]) -> torch.Tensor:
-    """[M, N, C] -> [N, C]: the members' mean, each counted ``weight`` times."""
-    w = torch.tensor(weights, dtype=probs.dtype).view(-1, 1, 1)
-    return (probs * w).sum(0) / w.sum()
 
 
 def classification_text(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> str:

@@ -37,7 +37,7 @@ from torch import nn
 
 from binsort.errors import BinsortError, check_choice
 from binsort.files import replacing
-from binsort.metrics import tempered_softmax
+from binsort.metrics import tempered_softmax, weighted_mean
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 from binsort.onnx_model import METADATA_KEY, ONNX_TTA_MODES, OnnxModel, input_name, is_onnx
 
@@ -295,10 +295,9 @@ class EnsembleGraph(nn.Module):
         self.sizes = sorted({m.input_size for m, _ in members})
         self.slots = [self.sizes.index(m.input_size) for m, _ in members]
         self.temperatures = [float(m.temperature) for m, _ in members]
-        total = sum(weight for _, weight in members)
-        self.shares = [weight / total for _, weight in members]
+        self.weights = [weight for _, weight in members]
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
-        members = zip(self.nets, self.slots, self.temperatures, self.shares, strict=True)
-        probs = [tempered_softmax(net(images[slot]), t) * share for net, slot, t, share in members]
-        return torch.stack(probs).sum(0)
+        members = zip(self.nets, self.slots, self.temperatures, strict=True)
+        probs = [tempered_softmax(net(images[slot]), t) for net, slot, t in members]
+        return weighted_mean(probs, self.weights)

@@ -3,7 +3,7 @@
 ``probabilities(members, images)`` takes PIL images, applies each member's own eval
 transform (its input size; normalisation is inside the model), and returns the softmax of
 each member's logits divided by its temperature, shape ``[members, images, classes]``. The
-ensemble's answer is the mean over members (``ensemble_mean``), GarbageML's softmax mean.
+ensemble's answer is their mean (``binsort.metrics.weighted_mean``), GarbageML's softmax mean.
 """
 
 from __future__ import annotations
@@ -67,8 +67,3 @@ def probabilities(
         batch = batches[sizes[0]] if len(sizes) == 1 else {s: batches[s] for s in sizes}
         out.append(member_probabilities(member, batch, tta))
     return torch.stack(out)
-
-
-def ensemble_mean(member_probs: torch.Tensor) -> torch.Tensor:
-    """[M, N, C] -> [N, C]: the mean of the members' probabilities (rows still sum to 1)."""
-    return member_probs.mean(0)

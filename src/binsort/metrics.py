@@ -10,7 +10,7 @@ for ``tempered_softmax`` and should not pay for it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -25,6 +25,16 @@ def tempered_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``[N, C]`` logits -> probabilities at temperature T: softmax(logits / T) over the classes.
     Inference, the distillation teacher and the exported graph all answer with it."""
     return torch.softmax(logits / temperature, dim=1)
+
+
+def weighted_mean(probs: Iterable[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """The members' probabilities averaged, member i counted ``weights[i]`` times: an ensemble's
+    answer (GarbageML's softmax mean). ``probs`` is a ``[M, N, C]`` tensor or any sequence of
+    ``[N, C]`` ones. The weights are Python numbers, so on a GPU (the distillation teacher,
+    every step) the mean costs no host-to-device copy, and an exported graph holds them as
+    constants."""
+    total = sum(weights)
+    return sum(p * (w / total) for p, w in zip(probs, weights, strict=True))
 
 
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -151,11 +161,10 @@ def fit_shared_scale(
     """
     stacked = torch.stack([lg.double() for lg in logits])  # [M, N, C]
     t = torch.tensor(temperatures, dtype=torch.float64).view(-1, 1, 1)
-    w = torch.tensor(weights, dtype=torch.float64).view(-1, 1, 1) / sum(weights)
     labels = labels.long()
 
     def loss(log_s: float) -> float:
-        mean = (torch.softmax(stacked / (t * math.exp(log_s)), dim=2) * w).sum(0)
+        mean = weighted_mean(torch.softmax(stacked / (t * math.exp(log_s)), dim=2), weights)
         return float(torch.nn.functional.nll_loss(mean.clamp(min=1e-300).log(), labels))
 
     # Every scaled temperature stays within the range a single fit searches.

@@ -91,9 +91,12 @@ class TorchModel:
         return describe_members(self.path.name, [m.arch for m in self.members])
 
     def probabilities(self, images: Sequence[Image.Image], tta: str = "none"):
-        from binsort.inference import ensemble_mean, probabilities
+        from binsort.inference import probabilities
+        from binsort.metrics import weighted_mean
 
-        return ensemble_mean(probabilities(self.members, images, tta=tta)).numpy()
+        # load_members repeats a member its weight's number of times: each counts once here.
+        probs = probabilities(self.members, images, tta=tta)
+        return weighted_mean(probs, [1] * len(self.members)).numpy()
 
 
 def load_model(model: str | Path | None, photos: int | None = None) -> Any:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from binsort.errors import BinsortError
 from binsort.leakage import shared
-from binsort.metrics import tempered_softmax
+from binsort.metrics import tempered_softmax, weighted_mean
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 
 
@@ -41,14 +41,12 @@ class Teacher:
         # float32 whatever the student's precision (autocast off too): the members were
         # trained that way, and their answer is the target.
         images = images.float()
-        total = sum(weight for _, weight in self.members)
         with torch.autocast(images.device.type, enabled=False):
-            # Python weights, not a weight tensor: no host-to-device copy (a sync) every step.
-            mean = sum(
-                weight * tempered_softmax(member.model(images).float(), member.temperature)
-                for member, weight in self.members
-            )
-        return mean / total
+            probs = [
+                tempered_softmax(member.model(images).float(), member.temperature)
+                for member, _ in self.members
+            ]
+            return weighted_mean(probs, [weight for _, weight in self.members])
 
 
 def load_teacher(path: str | Path, classes: list[str]) -> Teacher:

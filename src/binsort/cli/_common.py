@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import click
@@ -70,6 +71,29 @@ class Command(TyperCommand):
         finally:
             for param, opts in hidden.items():
                 param.secondary_opts = opts
+
+
+# The model and bin map that answer, in predict and serve.
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A checkpoint (.ckpt), a run folder (its best checkpoint), an ensemble file or an "
+        "exported .onnx model.",
+        show_default="the bundled model",
+        rich_help_panel="Model",
+    ),
+]
+BinsOption = Annotated[
+    str,
+    typer.Option(
+        "--bins",
+        "-b",
+        help="A built-in bin map (psu) or a .toml or .json bin map file.",
+        rich_help_panel="Model",
+    ),
+]
 
 
 # The image options of evaluate and ensemble: one wording of what a split is and what --root

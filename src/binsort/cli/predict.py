@@ -17,7 +17,14 @@ from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
-from binsort.cli._common import EXIT_PARTIAL, console, err_console, user_errors
+from binsort.cli._common import (
+    EXIT_PARTIAL,
+    BinsOption,
+    ModelOption,
+    console,
+    err_console,
+    user_errors,
+)
 from binsort.errors import BinsortError, check_choice
 from binsort.files import replacing
 
@@ -34,25 +41,8 @@ def predict(
             metavar="PATH", help="Photos, or folders searched recursively.", show_default=False
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A checkpoint (.ckpt), an ensemble file or an exported .onnx model.",
-            show_default="the bundled model",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    bins: Annotated[
-        str,
-        typer.Option(
-            "--bins",
-            "-b",
-            help="A built-in bin map (psu) or a .toml or .json bin map file.",
-            rich_help_panel="Model",
-        ),
-    ] = "psu",
+    model: ModelOption = None,
+    bins: BinsOption = "psu",
     top_k: Annotated[
         int,
         typer.Option("--top-k", "-k", help="Classes to list per photo.", rich_help_panel="Answer"),

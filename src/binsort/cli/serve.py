@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from binsort.cli._common import err_console, user_errors
+from binsort.cli._common import BinsOption, ModelOption, err_console, user_errors
 
 
 def serve(
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A checkpoint, run folder, ensemble file or .onnx file (default: the bundled "
-            "model).",
-            show_default=False,
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    bins: Annotated[
-        str,
-        typer.Option(
-            help="Bin map: a built-in name (psu) or a .toml/.json file.", rich_help_panel="Model"
-        ),
-    ] = "psu",
+    model: ModelOption = None,
+    bins: BinsOption = "psu",
     host: Annotated[
         str,
         typer.Option(

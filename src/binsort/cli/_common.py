@@ -31,6 +31,10 @@ Workers = Annotated[
         help="DataLoader worker processes (0 decodes in this process).", rich_help_panel="Speed"
     ),
 ]
+# ensemble and export write one file, --output, and replace it only when told to.
+ReplaceOutput = Annotated[
+    bool, typer.Option(help="Replace --output if it exists.", rich_help_panel="Output")
+]
 
 
 class _Argument(TyperArgument):

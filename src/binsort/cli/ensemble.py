@@ -9,6 +9,7 @@ import typer
 
 from binsort.cli._common import (
     Batch,
+    ReplaceOutput,
     Workers,
     allow_overlap_option,
     console,
@@ -40,9 +41,7 @@ def ensemble(
             rich_help_panel="Output",
         ),
     ],
-    force: Annotated[
-        bool, typer.Option(help="Replace --output if it exists.", rich_help_panel="Output")
-    ] = False,
+    force: ReplaceOutput = False,
     select: Annotated[
         Literal["none", "greedy"],
         typer.Option(

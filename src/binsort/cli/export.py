@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import console, user_errors
+from binsort.cli._common import ReplaceOutput, console, user_errors
 
 
 def export(
@@ -25,9 +25,7 @@ def export(
             rich_help_panel="Output",
         ),
     ],
-    force: Annotated[
-        bool, typer.Option(help="Replace --output if it exists.", rich_help_panel="Output")
-    ] = False,
+    force: ReplaceOutput = False,
     half: Annotated[
         bool,
         typer.Option(

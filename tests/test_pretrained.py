@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -110,7 +112,7 @@ def test_a_checkpoint_source_reorders_its_head_by_class_name(trained_runs):
 def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
     """--weights imagenet on a Lite model: the package's weights, their normalisation, the
     fine-tuning defaults, a report of the fresh head; the checkpoint rebuilds and exports."""
-    from binsort.export import export_onnx
+    from binsort.export import INT8_FAN_IN, INT8_TOLERANCE, export_onnx
     from binsort.models.checkpoint import load_checkpoint
     from binsort.onnx_model import OnnxModel, input_name
 
@@ -137,6 +139,15 @@ def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
         expected = torch.softmax(loaded.model(x), 1).numpy()
     got = OnnxModel(onnx_path).run({input_name(32): x.numpy()})
     assert abs(got - expected).max() < 1e-4
+    # int8: large kernels as int8, depthwise kernels and the first convolution as float16.
+    small = export_onnx(checkpoint, tmp_path / "lite0-int8.onnx", int8=True)
+    assert small.max_difference < INT8_TOLERANCE and small.bytes < 0.35 * exported.bytes
+    stored = {init.name: init for init in onnx.load(str(small.path)).graph.initializer}
+    for name, init in stored.items():
+        if name.endswith((".int8", ".fp16")) and len(init.dims) == 4:
+            fan_in = int(np.prod(init.dims[1:]))
+            assert name.endswith(".int8") == (fan_in >= INT8_FAN_IN), (name, list(init.dims))
+    assert any(n.endswith(".fp16") for n in stored) and any(n.endswith(".int8") for n in stored)
 
 
 def test_explicit_options_beat_the_fine_tuning_defaults():

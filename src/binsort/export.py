@@ -19,10 +19,12 @@ half the file, the same float32 arithmetic. ONNX Runtime folds the casts when it
 file, so it runs as fast as a float32 file. The graph is first checked in float32 (so a wrong
 export is still caught at ``TOLERANCE``), then the rounded weights against ``HALF_TOLERANCE``.
 
-``int8=True`` stores each weight matrix and convolution kernel as int8 with one float32 scale
-per output channel (symmetric, weight-only) and a DequantizeLinear back to float32 before use:
-a quarter of the file, the same float32 arithmetic on weights rounded to 8 bits. Biases and
-other vectors stay float32. Checked like ``half``, against ``INT8_TOLERANCE``.
+``int8=True`` stores each weight matrix and convolution kernel with at least ``INT8_FAN_IN``
+weights per output as int8, with one float32 scale per output channel (symmetric,
+weight-only), and a DequantizeLinear back to float32 before use; smaller kernels (depthwise
+convolutions, the first convolution) are stored as float16. About a quarter of the file, the
+same float32 arithmetic on rounded weights. Biases and other vectors stay float32. Checked
+like ``half``, against ``INT8_TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ HALF_TOLERANCE = 1e-2
 # default model that moved probabilities by 3e-4 on the random check batch, but by up to 9e-2
 # on real photos, where 3 of 321 answers changed (docs/export.md): a looser bound than half's.
 INT8_TOLERANCE = 5e-2
+# An output sums its kernel's rounding errors, and the sum's relative error shrinks as the
+# kernel grows: a depthwise 3x3 (9 weights per output) or 5x5 kernel, or the first
+# convolution (27), averages too few to hide 8-bit rounding. In int8 those moved
+# EfficientNet-Lite0's probabilities on the validation photos by 0.26 and changed 4 of 183
+# answers; kept as float16 (+4 % of the int8 file), by 0.05 and none (docs/export.md).
+INT8_FAN_IN = 64
 
 
 @dataclass
@@ -208,30 +216,35 @@ def _weights_to_half(path: Path) -> None:
     # float16, and even with every op blocked and force_fp16_initializers it rounds each node's
     # output to float16 (a Cast pair per node): 3e-3 from this rewrite's probabilities on
     # EfficientNet-Lite0 and 32 test photos.
+    _rewrite_weights(path, _stored_as_half)
+
+
+def _stored_as_half(name: str, values):
+    """``values`` stored as float16 and the Cast back (None: beyond float16's range)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    def half(name: str, values):
-        if not np.isfinite(values.astype(np.float16)).all():
-            return None  # beyond float16's range (65504): keep it exact
-        stored = numpy_helper.from_array(values.astype(np.float16), f"{name}.fp16")
-        return [stored], helper.make_node("Cast", [stored.name], [name], to=TensorProto.FLOAT)
-
-    _rewrite_weights(path, half)
+    if not np.isfinite(values.astype(np.float16)).all():
+        return None  # beyond float16's range (65504): keep it exact
+    stored = numpy_helper.from_array(values.astype(np.float16), f"{name}.fp16")
+    return [stored], helper.make_node("Cast", [stored.name], [name], to=TensorProto.FLOAT)
 
 
 def _weights_to_int8(path: Path) -> None:
-    """Store every float32 weight of 2+ dimensions as int8 with a per-output-channel scale."""
+    """Store float32 kernels as int8 with a per-output-channel scale (small ones as float16)."""
     # Not onnxruntime.quantization (1.32): quantize_dynamic and quantize_static (QDQ, per
     # channel) quantize the activations too, which moved EfficientNet-Lite0's probabilities on
-    # 32 test photos by 0.46 and 0.36 against 0.11 here; its weight-only MatMulNBitsQuantizer
-    # takes MatMul and Gather, not the Conv and Gemm these graphs are made of.
+    # 32 test photos by 0.46 and 0.36, against 0.11 for rounding every kernel's weights alone;
+    # its weight-only MatMulNBitsQuantizer takes MatMul and Gather, not the Conv and Gemm these
+    # graphs are made of.
     import numpy as np
     from onnx import helper, numpy_helper
 
     def int8(name: str, values):
         if values.ndim < 2:
             return None  # biases and other vectors: small, and sensitive to rounding
+        if values[0].size < INT8_FAN_IN:
+            return _stored_as_half(name, values)
         largest = np.abs(values.reshape(values.shape[0], -1)).max(axis=1)
         scale = np.where(largest > 0, largest / 127, 1).astype(np.float32)
         shape = (-1,) + (1,) * (values.ndim - 1)

@@ -22,12 +22,15 @@ def test_it_ships_and_is_small() -> None:
     assert path.stat().st_size <= 25 * 1024 * 1024
     model = OnnxModel(path)
     assert model.classes == TRASHNET
-    # Fine-tuned EfficientNet-Lite members, rebuilt by name from timm.
-    assert [m["arch"] for m in model.members] == [
-        "timm/tf_efficientnet_lite0",
-        "timm/tf_efficientnet_lite1",
-        "timm/tf_efficientnet_lite2",
+    # Fine-tuned EfficientNet-Lite members, rebuilt by name from timm, int8 weights.
+    assert [(m["arch"], m["input_size"]) for m in model.members] == [
+        ("timm/tf_efficientnet_lite0", 224),
+        ("timm/tf_efficientnet_lite1", 240),
+        ("timm/tf_efficientnet_lite2", 260),
+        ("timm/tf_efficientnet_lite2", 288),
+        ("timm/tf_efficientnet_lite0", 288),
     ]
+    assert model.metadata["weights"] == "int8"
 
 
 def test_predict_without_model_uses_it() -> None:

@@ -23,7 +23,7 @@ demo: $(STAMP)
 # A short training run on the bundled sample: downsize it, then train for three epochs.
 train-demo: $(STAMP)
 	$(BIN)/binsort resize examples/trashnet-sample build/sample --size 72
-	$(BIN)/binsort train --root build/sample --model mobilenet_v3_small --input-size 64 \
+	$(BIN)/binsort train --root build/sample --input-size 64 \
 		--epochs 3 --batch 8 --workers 0 --split 0.25 --out build/runs --name demo
 
 # Debian's Chromium and ChromeDriver, for the real-browser test of `binsort serve`

@@ -76,7 +76,7 @@ def main() -> None:
             "kornia is not installed (pip install kornia): nothing to compare"
         ) from None
 
-    cfg = TrainConfig(input_size=args.size)
+    cfg = TrainConfig(input_size=args.size, weights=None)  # from-scratch augmentation
     side = cache_side(args.size)
     generator = torch.Generator().manual_seed(0)
     batches = [

@@ -96,6 +96,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(
+        weights=None,  # the from-scratch recipe these figures were measured with
         root=args.root,
         model=args.model,
         input_size=args.size,

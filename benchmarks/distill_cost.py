@@ -55,6 +55,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     cfg = TrainConfig(
+        weights=None,  # the from-scratch recipe these figures were measured with
         root=None,
         model=args.model,
         input_size=args.size,

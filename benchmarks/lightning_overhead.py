@@ -128,6 +128,7 @@ def main() -> None:
     out = tempfile.mkdtemp(prefix="binsort-bench-")  # logs and checkpoints of (a), not runs/
     # The recipe of docs/benchmarks.md, on the CPU, at fp32.
     cfg = TrainConfig(
+        weights=None,  # the from-scratch recipe these figures were measured with
         root=None,
         model=args.model,
         input_size=args.size,

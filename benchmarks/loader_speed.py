@@ -93,6 +93,7 @@ def main() -> None:
     def config(root: str, workers: int) -> TrainConfig:
         # The documented recipe's optimiser and augmentation defaults.
         return TrainConfig(
+            weights=None,  # the from-scratch recipe these figures were measured with
             root=root,
             model=args.model,
             input_size=args.size,

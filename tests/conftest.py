@@ -102,6 +102,7 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> list:
         cfg = TrainConfig(
             root=str(root),
             model="resnet18",
+            weights=None,
             input_size=32,
             epochs=2,
             batch=4,

@@ -104,7 +104,10 @@ USABLE = {
     ROTATED,
     *ODD_FORMATS,
 }
-TINY_TRAIN = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
+TINY_TRAIN = [
+    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
+    *("--batch", "4", "--workers", "0"),
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

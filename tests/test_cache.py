@@ -18,7 +18,10 @@ from binsort.data.transforms import PERSPECTIVE_P
 from binsort.errors import BinsortError
 
 runner = CliRunner()
-TINY = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
+TINY = [
+    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
+    *("--batch", "4", "--workers", "0"),
+]
 OFF = dict(hflip=0, vflip=0, rotation=0, shear=0, perspective=0, jitter=0, grayscale=0)
 
 
@@ -211,7 +214,7 @@ def test_module_augments_only_cached_training_batches():
 
     from binsort.models.module import Classifier
 
-    cfg = TrainConfig(model="resnet18", input_size=16, cache=True)
+    cfg = TrainConfig(model="resnet18", weights=None, input_size=16, cache=True)
     module = Classifier(cfg.to_dict(), ["a", "b"], [0.5] * 3, [0.5] * 3)
     labels = torch.tensor([0, 1])
     module._trainer = SimpleNamespace(training=True, precision_plugin=Precision())

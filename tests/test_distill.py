@@ -13,7 +13,10 @@ from binsort.models.teacher import distillation_loss, load_teacher
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
+TINY = [
+    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
+    *("--batch", "4", "--workers", "0"),
+]
 
 
 def student(tmp_path, root, *args):

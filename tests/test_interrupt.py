@@ -29,7 +29,8 @@ runner = CliRunner()
 EPOCHS = 5
 # A schedule that depends on the planned epochs, so its state after resuming is telling.
 TINY = [
-    *("--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"),
+    *("--model", "resnet18", "--weights", "none", "--input-size", "16", "--batch", "4"),
+    *("--workers", "0"),
     *("--split", "0.25", "--seed", "3", "--opt", "adam", "--lr", "1e-3"),
     *("--scheduler", "cosine", "--warmup-epochs", "1", "--epochs", str(EPOCHS)),
 ]

@@ -7,7 +7,7 @@ from binsort.models.optim import EpochSchedule, build_optimizer, build_scheduler
 
 
 def groups_for(opt: str, **kw):
-    cfg = TrainConfig(model="resnet18", opt=opt, weight_decay=0.01, **kw)
+    cfg = TrainConfig(model="resnet18", weights=None, opt=opt, weight_decay=0.01, **kw)
     model = build_model("resnet18", 3, [0.5] * 3, [0.25] * 3)
     groups = param_groups(model.net, cfg, head_prefixes(model.net, 3))
     return cfg, model, groups
@@ -49,21 +49,23 @@ def lrs(cfg: TrainConfig, epochs: int) -> list[float]:
 
 
 def test_step_scheduler_milestones_are_epochs():
-    cfg = TrainConfig(lr=1.0, scheduler="step", milestones=[2, 4], lr_gamma=0.1)
+    cfg = TrainConfig(weights=None, lr=1.0, scheduler="step", milestones=[2, 4], lr_gamma=0.1)
     assert lrs(cfg, 6) == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
 def test_warmup_composes_with_step_and_cosine():
-    cfg = TrainConfig(lr=1.0, scheduler="step", milestones=[3], lr_gamma=0.5, warmup_epochs=2)
+    cfg = TrainConfig(
+        weights=None, lr=1.0, scheduler="step", milestones=[3], lr_gamma=0.5, warmup_epochs=2
+    )
     assert lrs(cfg, 5) == pytest.approx([1 / 3, 2 / 3, 1.0, 0.5, 0.5])
-    cos = lrs(TrainConfig(lr=1.0, scheduler="cosine", epochs=6, warmup_epochs=2), 6)
+    cos = lrs(TrainConfig(weights=None, lr=1.0, scheduler="cosine", epochs=6, warmup_epochs=2), 6)
     assert cos[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert cos[3] < cos[2] and cos[5] < cos[4]
 
 
 def test_plateau_reduces_after_patience_and_keeps_warmup():
     cfg = TrainConfig(
-        lr=1.0, scheduler="plateau", plateau_patience=1, lr_gamma=0.5, warmup_epochs=1
+        weights=None, lr=1.0, scheduler="plateau", plateau_patience=1, lr_gamma=0.5, warmup_epochs=1
     )
     # Metric constant at 1.0: no improvement after the first epoch.
     out = lrs(cfg, 5)
@@ -83,7 +85,7 @@ def test_train_accuracy_under_mixup_counts_the_larger_share():
     mixed image, not the unmixed label of the first image."""
     from binsort.models.module import Classifier
 
-    cfg = TrainConfig(model="resnet18", input_size=16, mixup=0.4, cutmix=1.0)
+    cfg = TrainConfig(model="resnet18", weights=None, input_size=16, mixup=0.4, cutmix=1.0)
     torch.manual_seed(0)  # the initial weights, so the answers do not depend on earlier tests
     module = Classifier(cfg.to_dict(), ["a", "b", "c"], [0.5] * 3, [0.25] * 3)
     module.log = lambda *args, **kwargs: None  # no trainer here to log to
@@ -101,6 +103,9 @@ def test_train_accuracy_under_mixup_counts_the_larger_share():
 
 
 def test_default_patiences_can_act_within_the_default_epochs():
-    for cfg in (TrainConfig(), TrainConfig(weights="imagenet")):
+    for cfg in (TrainConfig(weights=None), TrainConfig(weights="imagenet")):
         assert cfg.plateau_patience < cfg.epochs and cfg.early_stop_patience < cfg.epochs
-    assert TrainConfig(scheduler="exp").lr_gamma ** TrainConfig().epochs > 0.1  # not 0.2**20
+    assert (
+        TrainConfig(weights=None, scheduler="exp").lr_gamma ** TrainConfig(weights=None).epochs
+        > 0.1
+    )  # not 0.2**20

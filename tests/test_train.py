@@ -9,7 +9,10 @@ from typer.testing import CliRunner
 from binsort.cli import _join_nargs, app
 
 runner = CliRunner()
-TINY = ["--model", "resnet18", "--input-size", "16", "--batch", "4", "--workers", "0"]
+TINY = [
+    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
+    *("--batch", "4", "--workers", "0"),
+]
 
 
 def train(root, tmp_path, *args):
@@ -220,7 +223,7 @@ def test_weights_file_starts_training(image_folder, tmp_path):
         (["--model", "resnet81"], "did you mean resnet18"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--split", "0.6", "--test-split", "0.5"], "below 1"),
-        (["--weights", "Nope_Weights.X"], "neither a file, 'imagenet' nor a torchvision"),
+        (["--weights", "Nope_Weights.X"], "neither a file, 'imagenet', 'none' nor a torchvision"),
         (["--opt", "sgd", "--nesterov", "--momentum", "0"], "--nesterov needs a positive"),
         (["--scheduler", "exp", "--lr-gamma", "1.5"], "--lr-gamma must be in (0, 1]"),
     ],

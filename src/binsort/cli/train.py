@@ -180,15 +180,14 @@ def build_command():
     return train
 
 
-TRAIN_HELP = """Fine-tune a published network (--weights imagenet) or train one from scratch on an
-ImageFolder.
+TRAIN_HELP = """Fine-tune a published network on an ImageFolder: by default EfficientNet-Lite0
+from its ImageNet weights, offline. --weights none trains from scratch.
 
 Runs go to OUT/NAME/version_N/ with TensorBoard logs, checkpoints (best.ckpt, last.ckpt),
 results.csv, config.json and split.json. Flags are off unless given; with --resume, a flag's
 --no- form (--no-cache) turns off one the run was started with.
 
-Example: binsort train --root data/trashnet288 --model tf_efficientnet_lite0 --weights imagenet
---cache --channels-last --workers 0
+Example: binsort train --root data/trashnet288 --cache --channels-last --workers 0
 """
 
 

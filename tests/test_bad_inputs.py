@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from binsort.cli import app
-from conftest import COLOURS, make_image_folder, png_declaring, smooth_noise
+from conftest import COLOURS, TINY_TRAIN, make_image_folder, png_declaring, smooth_noise
 
 runner = CliRunner()
 
@@ -104,10 +104,6 @@ USABLE = {
     ROTATED,
     *ODD_FORMATS,
 }
-TINY_TRAIN = [
-    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
-    *("--batch", "4", "--workers", "0"),
-]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -16,12 +16,9 @@ from binsort.data.batch_augment import BatchAugment
 from binsort.data.cache import CachedImages, cache_side, cached_sets, decode_images, keep_batch
 from binsort.data.transforms import PERSPECTIVE_P
 from binsort.errors import BinsortError
+from conftest import TINY_TRAIN
 
 runner = CliRunner()
-TINY = [
-    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
-    *("--batch", "4", "--workers", "0"),
-]
 OFF = dict(hflip=0, vflip=0, rotation=0, shear=0, perspective=0, jitter=0, grayscale=0)
 
 
@@ -233,7 +230,7 @@ def test_module_augments_only_cached_training_batches():
 
 @pytest.mark.parametrize("extra", [[], ["--imbalance", "--cutmix", "1.0", "--channels-last"]])
 def test_one_epoch_with_cache_end_to_end(image_folder, tmp_path, extra):
-    argv = ["train", "--root", str(image_folder), "--out", str(tmp_path / "runs"), *TINY]
+    argv = ["train", "--root", str(image_folder), "--out", str(tmp_path / "runs"), *TINY_TRAIN]
     result = runner.invoke(app, [*argv, "--epochs", "1", "--cache", *extra])
     assert result.exit_code == 0, result.output
     assert "Training finished" in result.output and "on_after_batch_transfer" not in result.output
@@ -244,7 +241,7 @@ def test_one_epoch_with_cache_end_to_end(image_folder, tmp_path, extra):
 
 def test_cache_that_does_not_fit_is_a_one_line_error(image_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(cache_module, "available_memory", lambda device="cpu": 1000)
-    argv = ["train", "--root", str(image_folder), "--out", str(tmp_path / "runs"), *TINY]
+    argv = ["train", "--root", str(image_folder), "--out", str(tmp_path / "runs"), *TINY_TRAIN]
     result = runner.invoke(app, [*argv, "--epochs", "1", "--cache"])
     assert result.exit_code == 1
     assert "--cache needs" in result.output and "Traceback" not in result.output

@@ -10,17 +10,14 @@ from typer.testing import CliRunner
 
 from binsort.cli import app
 from binsort.models.teacher import distillation_loss, load_teacher
+from conftest import TINY_TRAIN
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = [
-    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
-    *("--batch", "4", "--workers", "0"),
-]
 
 
 def student(tmp_path, root, *args):
-    argv = ["train", "--root", str(root), "--out", str(tmp_path / "runs"), *TINY, *args]
+    argv = ["train", "--root", str(root), "--out", str(tmp_path / "runs"), *TINY_TRAIN, *args]
     return runner.invoke(app, argv)
 
 

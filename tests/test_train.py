@@ -7,16 +7,13 @@ import torch
 from typer.testing import CliRunner
 
 from binsort.cli import _join_nargs, app
+from conftest import TINY_TRAIN
 
 runner = CliRunner()
-TINY = [
-    *("--model", "resnet18", "--weights", "none", "--input-size", "16"),
-    *("--batch", "4", "--workers", "0"),
-]
 
 
 def train(root, tmp_path, *args):
-    argv = ["train", "--root", str(root), "--out", str(tmp_path / "runs"), *TINY, *args]
+    argv = ["train", "--root", str(root), "--out", str(tmp_path / "runs"), *TINY_TRAIN, *args]
     return runner.invoke(app, argv)
 
 

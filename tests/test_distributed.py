@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_image_folder
+from conftest import TINY_TRAIN, make_image_folder
 
 TIMEOUT = 300
 
@@ -48,8 +48,7 @@ def test_ddp_on_two_cpu_processes_logs_the_whole_validation_accuracy(tmp_path: P
     root = make_image_folder(tmp_path / "images", per_class=10, size=(24, 24))
     argv = [
         *("train", "--root", str(root), "--out", str(tmp_path / "runs"), "--name", "ddp"),
-        *("--model", "resnet18", "--weights", "none", "--input-size", "16", "--batch", "4"),
-        *("--workers", "0"),
+        *TINY_TRAIN,
         *("--epochs", "2", "--split", "0.3", "--imbalance", "--save-top-k", "2"),
         *("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"),
     ]

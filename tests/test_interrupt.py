@@ -24,13 +24,13 @@ from typer.testing import CliRunner
 
 from binsort.cli import app
 from binsort.data.resize import resize_folder
+from conftest import TINY_TRAIN
 
 runner = CliRunner()
 EPOCHS = 5
 # A schedule that depends on the planned epochs, so its state after resuming is telling.
 TINY = [
-    *("--model", "resnet18", "--weights", "none", "--input-size", "16", "--batch", "4"),
-    *("--workers", "0"),
+    *TINY_TRAIN,
     *("--split", "0.25", "--seed", "3", "--opt", "adam", "--lr", "1e-3"),
     *("--scheduler", "cosine", "--warmup-epochs", "1", "--epochs", str(EPOCHS)),
 ]

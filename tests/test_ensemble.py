@@ -12,8 +12,10 @@ from binsort.cli import app
 from binsort.data.images import open_rgb
 from binsort.ensemble import build_ensemble, select_greedy
 from binsort.errors import BinsortError
+from binsort.imagesets import image_set
 from binsort.inference import probabilities
 from binsort.models.checkpoint import load_members
+from binsort.runner import calibrate_members
 from conftest import make_image_folder
 
 runner = CliRunner()
@@ -155,6 +157,36 @@ def test_calibrate_scales_the_kept_members_temperatures_by_one_factor(
     alone = [c.member.temperature for c in result.candidates]  # each member's own fit
     stored = [m.temperature for m in load_members(result.path)]
     assert stored == pytest.approx([t * result.scale for t in alone])
+
+
+def test_calibrate_with_flips_fits_the_views_predict_will_average(
+    trained_runs: list, tmp_path: Path
+) -> None:
+    ckpts = [r.last_checkpoint for r in trained_runs]
+    val = make_image_folder(tmp_path / "val", per_class=4, size=(36, 36), seed=6, tag="_val")
+    members = [m for c in ckpts for m in load_members(c)]
+    images = image_set(members[0].classes, val, None, "val")
+
+    flips = calibrate_members(members, images, tta="flip")
+    plain = calibrate_members(members, images)
+
+    assert [lg.shape[0] for lg in flips.logits] == [3] * len(members)  # as is, two flips
+    assert [lg.shape[0] for lg in plain.logits] == [1] * len(members)
+    assert flips.temperatures != pytest.approx(plain.temperatures)
+    # Each fit is the best for what flip predicts.
+    pairs = zip(flips.logits, flips.temperatures, plain.temperatures, strict=True)
+    for views, fitted, other in pairs:
+        best = view_nll(views, fitted, flips.labels)
+        assert best <= view_nll(views, other, flips.labels) + 1e-9
+    result = build_ensemble(ckpts, tmp_path / "e.pt", calibrate=True, root=val, tta="flip")
+    temps, scale = flips.for_ensemble(list(range(len(members))), [1] * len(members))
+    assert result.scale == pytest.approx(scale)
+    assert [m.temperature for m in load_members(result.path)] == pytest.approx(temps)
+
+
+def view_nll(views: torch.Tensor, temperature: float, labels: torch.Tensor) -> float:
+    mean = torch.softmax(views.double() / temperature, -1).mean(0)
+    return float(torch.nn.functional.nll_loss(mean.log(), labels))
 
 
 def test_greedy_on_a_run_split_guards_against_training_images(

@@ -175,6 +175,40 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
     )
 
 
+def view_mean_nll(views: torch.Tensor, temperature: float, labels: torch.Tensor) -> float:
+    return nll(torch.softmax(views / temperature, -1).mean(0), labels)
+
+
+def test_fit_temperature_fits_the_mean_of_tta_views() -> None:
+    """With views (``--tta flip``), T is fitted for the mean of their softmaxes, which is what
+    is predicted; identical views are one view."""
+    g = torch.Generator().manual_seed(2)
+    z = 2 * torch.randn(3000, 4, generator=g)
+    labels = torch.multinomial(torch.softmax(z, 1), 1, generator=g).squeeze(1)
+    one = 3 * z + torch.randn(z.shape, generator=g)
+    assert fit_temperature(torch.stack([one] * 3), labels) == pytest.approx(
+        fit_temperature(one, labels), rel=1e-4
+    )
+    views = torch.stack([3 * z + 1.5 * torch.randn(z.shape, generator=g) for _ in range(3)])
+    on_views = fit_temperature(views, labels)
+    on_one_view = fit_temperature(views[0], labels)
+    # Views that disagree make an under-confident mean, which a lower T sharpens.
+    assert on_views < on_one_view
+    assert view_mean_nll(views, on_views, labels) < view_mean_nll(views, on_one_view, labels)
+
+
+def test_shared_scale_with_views_matches_one_view_when_they_agree() -> None:
+    g = torch.Generator().manual_seed(4)
+    z = 2 * torch.randn(2000, 3, generator=g)
+    labels = torch.multinomial(torch.softmax(z, 1), 1, generator=g).squeeze(1)
+    logits = [z + 1.5 * torch.randn(z.shape, generator=g) for _ in range(3)]
+    temps = [fit_temperature(lg, labels) for lg in logits]
+    views = [torch.stack([lg, lg]) for lg in logits]
+    assert fit_shared_scale(views, temps, [1, 2, 1], labels) == pytest.approx(
+        fit_shared_scale(logits, temps, [1, 2, 1], labels), rel=1e-4
+    )
+
+
 def ensemble_nll(logits: list[torch.Tensor], temps: list[float], labels: torch.Tensor) -> float:
     mean = torch.stack([torch.softmax(lg / t, 1) for lg, t in zip(logits, temps, strict=True)])
     return nll(mean.mean(0), labels)

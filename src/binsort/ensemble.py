@@ -116,7 +116,7 @@ def build_ensemble(
         result.warnings = guard_overlap(candidates, images, allow_overlap, "validation")
         if calibrate:
             members = [c.member for c in candidates]
-            calibration = calibrate_members(members, images, batch_size, workers)
+            calibration = calibrate_members(members, images, tta, batch_size, workers)
             temps = calibration.temperatures
             result.warnings += temperature_warnings(candidates, temps)
             candidates = _with_temperatures(candidates, temps)

@@ -102,7 +102,7 @@ def evaluate(
         calib = image_set(classes, calib_root, calib_split, "val", workers=max(2, workers))
         warnings += guard_overlap(candidates, calib, allow_overlap, "calibration")
         warnings += check_disjoint(calib, images, allow_overlap)
-        calibration = calibrate_members(members, calib, batch_size, workers)
+        calibration = calibrate_members(members, calib, tta, batch_size, workers)
         temps = calibration.temperatures
         warnings += temperature_warnings(candidates, temps)
         # The uncalibrated copies run too, for the "ECE before" column; with --ensemble, the

@@ -42,19 +42,25 @@ def _views(batch: Batch, tta: str) -> list[Batch]:
 
 
 @torch.inference_mode()
-def member_probabilities(member: LoadedModel, batch: Batch, tta: str = "none") -> torch.Tensor:
-    """Softmax(logits / T) for a batch of [0, 1] tensors at the member's input size."""
+def member_probabilities(
+    member: LoadedModel, batch: Batch, tta: str = "none", per_view: bool = False
+) -> torch.Tensor:
+    """Softmax(logits / T) for a batch of [0, 1] tensors at the member's input size: the
+    mean over the TTA views, or with ``per_view`` each view's, ``[V, N, C]`` (calibration)."""
     probs = [
         tempered_softmax(member.model(view).float(), member.temperature)
         for view in _views(batch, tta)
     ]
-    return torch.stack(probs).mean(0)
+    return torch.stack(probs) if per_view else torch.stack(probs).mean(0)
 
 
 def probabilities(
-    members: Sequence[LoadedModel], images: Sequence[Image.Image], tta: str = "none"
+    members: Sequence[LoadedModel],
+    images: Sequence[Image.Image],
+    tta: str = "none",
+    per_view: bool = False,
 ) -> torch.Tensor:
-    """Per-member probabilities ``[M, N, C]`` for RGB PIL images."""
+    """Per-member probabilities ``[M, N, C]`` for RGB PIL images (``[M, V, N, C]`` per view)."""
     batches: dict[int, torch.Tensor] = {}
     out = []
     for member in members:
@@ -65,5 +71,5 @@ def probabilities(
                 transform = eval_transform(size)
                 batches[size] = torch.stack([transform(im) for im in images])
         batch = batches[sizes[0]] if len(sizes) == 1 else {s: batches[s] for s in sizes}
-        out.append(member_probabilities(member, batch, tta))
+        out.append(member_probabilities(member, batch, tta, per_view))
     return torch.stack(out)

@@ -131,17 +131,46 @@ def fit_temperature(
 ) -> float:
     """The temperature T that minimises the NLL of ``softmax(logits / T)`` (Guo et al. 2017).
 
-    ``logits`` may be log-probabilities: they differ from logits by a per-row constant, which
-    the softmax ignores. The NLL is convex in 1/T, hence unimodal in log T, so a golden-section
-    search on log T finds the minimum with no learning rate or divergence to worry about.
+    ``logits`` is ``[N, C]``, or ``[V, N, C]`` for V test-time views of the same images, whose
+    softmaxes are averaged as ``--tta`` averages them: T is fitted for what will be predicted.
+    They may be log-probabilities: those differ from logits by a per-row constant, which the
+    softmax ignores. With one view the NLL is convex in 1/T, hence unimodal in log T, and
+    golden-section search finds its minimum with no learning rate to tune; with several views
+    a coarse grid first finds the basin (``_grid_min``).
     """
-    logits = logits.double()
+    views = _as_views(logits)
     labels = labels.long()
 
     def loss(log_t: float) -> float:
-        return float(torch.nn.functional.cross_entropy(logits / math.exp(log_t), labels))
+        return _nll_of_log_probs(_view_mean_log_probs(views / math.exp(log_t)), labels)
 
-    return math.exp(_golden_min(loss, math.log(low), math.log(high)))
+    if len(views) == 1:
+        return math.exp(_golden_min(loss, math.log(low), math.log(high)))
+    return math.exp(_grid_min(loss, math.log(low), math.log(high)))
+
+
+def _as_views(logits: torch.Tensor) -> torch.Tensor:
+    """``[V, N, C]`` in float64: an ``[N, C]`` tensor is one view."""
+    logits = logits.double()
+    return logits.unsqueeze(0) if logits.dim() == 2 else logits
+
+
+def _view_mean_log_probs(views: torch.Tensor) -> torch.Tensor:
+    """Log of the mean over dim -3 (the views) of the softmax, computed stably in log space."""
+    count = views.shape[-3]
+    return torch.logsumexp(torch.log_softmax(views, dim=-1), dim=-3) - math.log(count)
+
+
+def _nll_of_log_probs(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(torch.nn.functional.nll_loss(log_probs, labels))
+
+
+def _grid_min(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """Minimum of ``f`` on ``[lo, hi]`` that need not be unimodal: a 41-point grid finds the
+    basin, golden section refines it between the best point's neighbours."""
+    grid = [lo + (hi - lo) * i / 40 for i in range(41)]
+    best = min(range(len(grid)), key=lambda i: f(grid[i]))
+    return _golden_min(f, grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)])
 
 
 def fit_shared_scale(
@@ -154,25 +183,25 @@ def fit_shared_scale(
 
     Members calibrated one by one make an under-confident mean: where they disagree, the mean
     spreads probability that each member, alone, rightly kept. One factor shared by all the
-    members corrects the mean and keeps their temperatures' ratios. The NLL of a mean is not
-    always unimodal in s, so a coarse grid finds the basin and golden section refines it;
+    members corrects the mean and keeps their temperatures' ratios. Each member's logits may
+    hold test-time views (``[V, N, C]``, as in ``fit_temperature``), averaged within the
+    member first. The NLL of a mean is not always unimodal in s, so ``_grid_min`` searches it;
     s = 1 (the members as fitted) wins if nothing is better. Every T_i s stays within
     ``TEMPERATURE_RANGE``.
     """
-    stacked = torch.stack([lg.double() for lg in logits])  # [M, N, C]
-    t = torch.tensor(temperatures, dtype=torch.float64).view(-1, 1, 1)
+    stacked = torch.stack([_as_views(lg) for lg in logits])  # [M, V, N, C]
+    t = torch.tensor(temperatures, dtype=torch.float64).view(-1, 1, 1, 1)
     labels = labels.long()
 
     def loss(log_s: float) -> float:
-        mean = weighted_mean(torch.softmax(stacked / (t * math.exp(log_s)), dim=2), weights)
-        return float(torch.nn.functional.nll_loss(mean.clamp(min=1e-300).log(), labels))
+        per_member = _view_mean_log_probs(stacked / (t * math.exp(log_s))).exp()  # [M, N, C]
+        mean = weighted_mean(per_member, weights)
+        return _nll_of_log_probs(mean.clamp(min=1e-300).log(), labels)
 
     # Every scaled temperature stays within the range a single fit searches.
     low = math.log(TEMPERATURE_RANGE[0] / min(temperatures))
     high = math.log(TEMPERATURE_RANGE[1] / max(temperatures))
-    grid = [low + (high - low) * i / 40 for i in range(41)]
-    best = min(range(len(grid)), key=lambda i: loss(grid[i]))
-    log_s = _golden_min(loss, grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)])
+    log_s = _grid_min(loss, low, high)
     return math.exp(log_s) if loss(log_s) < loss(0.0) else 1.0
 
 

@@ -2,9 +2,9 @@
 
 ``run_models(members, images)`` streams the images through every member in batches (decoded in
 DataLoader workers, so a large folder never sits in memory) and returns each member's
-probabilities ``[M, N, C]`` and its time. ``calibrate_members`` runs them once at T = 1 and
-fits each member's temperature; its ``Calibration`` also fits the factor an ensemble of them
-shares. ``evaluate`` and ``ensemble`` both go through here.
+probabilities ``[M, N, C]`` and its time. ``calibrate_members`` runs them once at T = 1 (each
+TTA view apart) and fits each member's temperature; its ``Calibration`` also fits the factor an
+ensemble of them shares. ``evaluate`` and ``ensemble`` both go through here.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def run_models(
     batch_size: int = 32,
     workers: int = 0,
     progress: Progress | None = None,
+    per_view: bool = False,
 ) -> Outputs:
-    """Every member's probabilities on every image, in batches; timed per member."""
+    """Every member's probabilities on every image, in batches; timed per member. With
+    ``per_view``, each TTA view's instead of their mean: ``[M, V, N, C]``."""
     check_choice("--tta", tta, TTA_MODES)
     if batch_size < 1 or workers < 0:
         raise BinsortError("--batch must be at least 1 and --workers at least 0")
@@ -77,12 +79,12 @@ def run_models(
     for batch in loader:
         for i, member in enumerate(members):
             started = time.perf_counter()
-            chunks[i].append(probabilities([member], batch, tta)[0])
+            chunks[i].append(probabilities([member], batch, tta, per_view)[0])
             seconds[i] += time.perf_counter() - started
         done += len(batch)
         if progress is not None:
             progress(done, len(images.samples))
-    return Outputs(torch.stack([torch.cat(c) for c in chunks]), seconds)
+    return Outputs(torch.stack([torch.cat(c, dim=-2) for c in chunks]), seconds)
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Calibration:
     """Temperatures fitted on calibration images, and what fits an ensemble's shared factor."""
 
     temperatures: list[float]  # each member's own fit
-    logits: list[torch.Tensor]  # per member, log-probabilities at T = 1 on the images
+    logits: list[torch.Tensor]  # per member, log-probabilities at T = 1 per view [V, N, C]
     labels: torch.Tensor
 
     def for_ensemble(self, indices: list[int], weights: list[int]) -> tuple[list[float], float]:
@@ -103,16 +105,22 @@ class Calibration:
 
 
 def calibrate_members(
-    members: list[LoadedModel], images: ImageSet, batch_size: int = 32, workers: int = 0
+    members: list[LoadedModel],
+    images: ImageSet,
+    tta: str = "none",
+    batch_size: int = 32,
+    workers: int = 0,
 ) -> Calibration:
-    """Per member, the temperature that minimises the NLL on ``images`` (no TTA).
+    """Per member, the temperature that minimises the NLL on ``images`` of what ``tta`` will
+    predict: the mean of its views' softmaxes, so a file exported with ``--tta flip`` is
+    calibrated for the flips it averages.
 
     The logits are recovered as log-probabilities at T = 1 (the same up to a per-image
     constant); a probability that underflowed to 0 is floored at 1e-30, which only matters
     for logit gaps beyond ~70, where any sensible temperature leaves it near 0 anyway.
     """
     plain = [replace(m, temperature=1.0) for m in members]
-    out = run_models(plain, images, "none", batch_size, workers)
+    out = run_models(plain, images, tta, batch_size, workers, per_view=True)
     labels = torch.tensor(images.labels)
     logits = [p.clamp(min=1e-30).log() for p in out.probs]
     return Calibration([fit_temperature(lg, labels) for lg in logits], logits, labels)

@@ -90,7 +90,8 @@ def ensemble(
     tta: Annotated[
         Literal[TTA_MODES],  # type: ignore[valid-type]
         typer.Option(
-            help="Test-time augmentation during selection.",
+            help="Test-time augmentation you will predict with: greedy selection scores "
+            "with it and --calibrate fits for it (export the file with the same --tta).",
             rich_help_panel="Selection",
         ),
     ] = "none",

@@ -181,7 +181,9 @@ def test_calibrate_with_flips_fits_the_views_predict_will_average(
     result = build_ensemble(ckpts, tmp_path / "e.pt", calibrate=True, root=val, tta="flip")
     temps, scale = flips.for_ensemble(list(range(len(members))), [1] * len(members))
     assert result.scale == pytest.approx(scale)
-    assert [m.temperature for m in load_members(result.path)] == pytest.approx(temps)
+    stored = load_members(result.path)
+    assert [m.temperature for m in stored] == pytest.approx(temps)
+    assert {m.tta for m in stored} == {"flip"}  # so that export predicts with the same views
 
 
 def view_nll(views: torch.Tensor, temperature: float, labels: torch.Tensor) -> float:

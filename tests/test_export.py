@@ -285,6 +285,43 @@ def test_export_refuses_test_time_augmentation_the_graph_cannot_do(
     assert not out.exists()
 
 
+def test_a_file_predicts_with_the_views_its_members_were_calibrated_for(
+    trained_runs, tmp_path: Path
+) -> None:
+    members = [load_members(run.last_checkpoint)[0] for run in trained_runs]
+    for member, t in zip(members, (0.7, 1.3), strict=True):
+        member.temperature, member.tta = t, "flip"  # what ensemble --calibrate --tta flip stores
+    calibrated = save_ensemble(members, tmp_path / "flip.ensemble")
+    assert [m.tta for m in load_members(calibrated)] == ["flip", "flip"]
+    out = tmp_path / "m.onnx"
+
+    result = runner.invoke(app, ["export", str(calibrated), "-o", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert OnnxModel(out).tta == "flip" and "WARNING" not in result.output
+    # Asked for other views: done, with a warning that the confidences do not fit them.
+    result = runner.invoke(
+        app, ["export", str(calibrated), "-o", str(out), "--force", "--tta", "none"]
+    )
+    assert result.exit_code == 0, result.output
+    assert OnnxModel(out).tta == "none"
+    assert "temperatures were fitted for --tta flip" in " ".join(result.output.split())
+    # An uncalibrated checkpoint has no views to keep to: none, and no warning.
+    plain = export_onnx(trained_runs[0].last_checkpoint, tmp_path / "p.onnx", tta="flip")
+    assert plain.tta == "flip" and plain.warnings == []
+    assert export_onnx(trained_runs[0].last_checkpoint, tmp_path / "q.onnx").tta == "none"
+
+
+def test_an_ensemble_file_with_unknown_calibration_views_is_refused(
+    trained_runs, tmp_path: Path
+) -> None:
+    member = load_members(trained_runs[0].last_checkpoint)[0]
+    member.tta = "sideways"
+    damaged = save_ensemble([member], tmp_path / "bad.ensemble")
+    with pytest.raises(BinsortError, match="damaged ensemble file \\(tta 'sideways'\\)"):
+        load_members(damaged)
+
+
 def test_flip5crop_needs_a_checkpoint(exported: Path, photos: Path) -> None:
     result = runner.invoke(app, ["predict", str(photos), "-m", str(exported), "--tta", "flip5crop"])
     assert result.exit_code == 1 and "flip5crop needs a checkpoint" in result.output

@@ -119,7 +119,7 @@ def build_ensemble(
             calibration = calibrate_members(members, images, tta, batch_size, workers)
             temps = calibration.temperatures
             result.warnings += temperature_warnings(candidates, temps)
-            candidates = _with_temperatures(candidates, temps)
+            candidates = _with_temperatures(candidates, temps, tta)
             result.candidates = result.members = candidates
         chosen = list(range(len(candidates)))
         weights = [c.weight for c in candidates]
@@ -138,15 +138,18 @@ def build_ensemble(
         if calibrate:
             # Last, on the members actually kept: their mean is what predict will return.
             temps, result.scale = calibration.for_ensemble(chosen, weights)
-            result.members = _with_temperatures(result.members, temps)
+            result.members = _with_temperatures(result.members, temps, tta)
     members = [c.member for c in result.members for _ in range(c.weight)]
     out.parent.mkdir(parents=True, exist_ok=True)
     save_ensemble(members, out)
     return result
 
 
-def _with_temperatures(candidates: list[Candidate], temps: list[float]) -> list[Candidate]:
+def _with_temperatures(
+    candidates: list[Candidate], temps: list[float], tta: str
+) -> list[Candidate]:
+    """The candidates with temperatures fitted for the views of ``tta``, which they record."""
     return [
-        replace(c, member=replace(c.member, temperature=t))
+        replace(c, member=replace(c.member, temperature=t, tta=tta))
         for c, t in zip(candidates, temps, strict=True)
     ]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -73,6 +73,7 @@ class ExportResult:
     bytes: int
     weights: str = "float32"  # how the file stores them: float32, float16 (half) or int8
     tta: str = "none"  # the test-time augmentation predict uses with the file by default
+    warnings: list[str] = field(default_factory=list)
 
 
 def export_onnx(
@@ -83,12 +84,13 @@ def export_onnx(
     half: bool = False,
     int8: bool = False,
     seed: int = 0,
-    tta: str = "none",
+    tta: str | None = None,
 ) -> ExportResult:
     """Write ``model`` (a checkpoint or an ensemble file) to ``output`` as ONNX and verify it.
 
     ``tta`` is recorded in the file as the test-time augmentation ``predict`` uses with it
-    when not told otherwise (the views it was validated with)."""
+    when not told otherwise (the views it was validated with). By default it is the one the
+    members' temperatures were fitted for (``ensemble --calibrate --tta``), else none."""
     output = Path(output)
     if not is_onnx(output):
         raise BinsortError(f"{output}: the output's name must end in .onnx")
@@ -96,11 +98,14 @@ def export_onnx(
         raise BinsortError(f"{output} exists; pass --force to replace it")
     if half and int8:
         raise BinsortError("--half and --int8 are two ways to store the weights: choose one")
-    check_choice("--tta", tta, ONNX_TTA_MODES, " for an ONNX file")
+    if tta is not None:
+        check_choice("--tta", tta, ONNX_TTA_MODES, " for an ONNX file")
     weights = "float16" if half else "int8" if int8 else "float32"
     if not output.parent.is_dir():
         raise BinsortError(f"{output.parent}: no such folder")
     members = distinct_members(load_members(model))
+    # Members at temperature 1 were never calibrated: no views to keep to.
+    tta, cautions = _file_tta(tta, [m.tta for m, _ in members if m.temperature != 1.0])
     graph = EnsembleGraph(members).eval()
     sizes = graph.sizes
     generator = torch.Generator().manual_seed(seed)
@@ -167,7 +172,24 @@ def export_onnx(
         bytes=output.stat().st_size,
         weights=weights,
         tta=tta,
+        warnings=cautions,
     )
+
+
+def _file_tta(asked: str | None, fitted: list[str]) -> tuple[str, list[str]]:
+    """The views the file predicts with: those asked for, else those its members' temperatures
+    were fitted for; and a warning when the two differ, since then its confidence is not
+    calibrated for what it predicts."""
+    calibrated = fitted[0] if len(set(fitted)) == 1 else None
+    if asked is None:
+        asked = calibrated if calibrated in ONNX_TTA_MODES else "none"
+    if not fitted or calibrated == asked:
+        return asked, []
+    told = f"--tta {calibrated}" if calibrated else "different --tta"
+    return asked, [
+        f"the members' temperatures were fitted for {told} (ensemble --calibrate --tta), but "
+        f"the file predicts with --tta {asked}: its confidences are not calibrated for that"
+    ]
 
 
 def _check(path: Path, feeds: dict, expected, tolerance: float) -> float:

@@ -91,7 +91,7 @@ def ensemble(
         Literal[TTA_MODES],  # type: ignore[valid-type]
         typer.Option(
             help="Test-time augmentation you will predict with: greedy selection scores "
-            "with it and --calibrate fits for it (export the file with the same --tta).",
+            "with it, and --calibrate fits for it and records it for binsort export.",
             rich_help_panel="Selection",
         ),
     ] = "none",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from binsort.cli._common import ReplaceOutput, console, user_errors
+from binsort.cli._common import ReplaceOutput, console, print_warnings, user_errors
 
 
 def export(
@@ -44,13 +44,16 @@ def export(
         ),
     ] = False,
     tta: Annotated[
-        Literal["none", "flip"],
+        Literal["none", "flip"] | None,
         typer.Option(
             help="Test-time augmentation to record in the file: binsort predict uses it with "
-            "this file unless --tta says otherwise (flip: three views, a third of the speed).",
+            "this file unless --tta says otherwise (flip: three views, a third of the speed). "
+            "Default: the one the model was calibrated for (ensemble --calibrate --tta), else "
+            "none.",
             rich_help_panel="Weights",
+            show_default=False,
         ),
-    ] = "none",
+    ] = None,
 ) -> None:
     """Export a model to ONNX, for prediction with onnxruntime instead of PyTorch.
 
@@ -81,3 +84,4 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    print_warnings(result.warnings)

@@ -6,7 +6,8 @@ reads it with ``weights_only=True`` and rebuilds the plain ``nn.Module`` from th
 
 An ensemble file (``save_ensemble``) packs several members in one file of the same kind:
 ``{"format": "binsort-ensemble", "version": 1, "classes": [...], "members": [{"hyper_parameters":
-..., "state_dict": <the nn.Module's own keys>, "temperature": T, "input_size": S}, ...]}``.
+..., "state_dict": <the nn.Module's own keys>, "temperature": T, "input_size": S, "tta": V},
+...]}``, ``tta`` being the test-time augmentation T was fitted for (none in older files).
 ``input_size`` is the size the member is fed at inference; it may differ from the size it
 trained at (``config.input_size``, kept as it was): see ``binsort ensemble --input-size``.
 ``load_members`` accepts either kind and returns the members.
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from binsort.config import input_size_ok
+from binsort.config import TTA_MODES, input_size_ok
 from binsort.errors import BinsortError
 from binsort.files import replacing
 from binsort.models.factory import build_model
@@ -41,6 +42,7 @@ class LoadedModel:
     path: Path
     hparams: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0  # logits are divided by it before the softmax (calibration)
+    tta: str = "none"  # the views the temperature was fitted for (ensemble --calibrate --tta)
 
     @property
     def split(self) -> dict[str, Any] | None:
@@ -192,6 +194,9 @@ def load_members(path: str | Path) -> list[LoadedModel]:
         if not input_size_ok(size):
             raise BinsortError(f"{where}: damaged ensemble file (input size {size!r})")
         built.input_size = size
+        built.tta = member.get("tta", "none")
+        if built.tta not in TTA_MODES:
+            raise BinsortError(f"{where}: damaged ensemble file (tta {built.tta!r})")
         loaded.append(built)
     check_same_classes(loaded)
     return loaded
@@ -199,7 +204,7 @@ def load_members(path: str | Path) -> list[LoadedModel]:
 
 def same_member(a: LoadedModel, b: LoadedModel) -> bool:
     """Whether two loaded members compute the same thing (a repeat in an ensemble file)."""
-    if a.arch != b.arch or a.temperature != b.temperature or a.input_size != b.input_size:
+    if (a.arch, a.temperature, a.input_size, a.tta) != (b.arch, b.temperature, b.input_size, b.tta):
         return False
     sa, sb = a.model.state_dict(), b.model.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -245,6 +250,7 @@ def save_ensemble(members: list[LoadedModel], path: str | Path) -> Path:
                 "state_dict": m.model.state_dict(),
                 "temperature": float(m.temperature),
                 "input_size": int(m.input_size),
+                "tta": m.tta,
             }
             for m in members
         ],

@@ -25,6 +25,7 @@ from binsort.evaluate import evaluate
 from binsort.export import HALF_TOLERANCE, INT8_TOLERANCE, export_onnx
 from binsort.models.checkpoint import load_members, save_ensemble
 from binsort.onnx_model import OnnxModel, describe_members, to_batch
+from binsort.predict import TorchModel
 from conftest import make_image_folder
 
 runner = CliRunner()
@@ -286,7 +287,7 @@ def test_export_refuses_test_time_augmentation_the_graph_cannot_do(
 
 
 def test_a_file_predicts_with_the_views_its_members_were_calibrated_for(
-    trained_runs, tmp_path: Path
+    trained_runs, photos: Path, tmp_path: Path
 ) -> None:
     members = [load_members(run.last_checkpoint)[0] for run in trained_runs]
     for member, t in zip(members, (0.7, 1.3), strict=True):
@@ -299,6 +300,11 @@ def test_a_file_predicts_with_the_views_its_members_were_calibrated_for(
 
     assert result.exit_code == 0, result.output
     assert OnnxModel(out).tta == "flip" and "WARNING" not in result.output
+    # The ensemble file itself answers with those views too, in predict and serve.
+    assert TorchModel(calibrated).tta == "flip"
+    assert TorchModel(trained_runs[0].last_checkpoint).tta == "none"
+    assert_same_answers(predict_csv(calibrated, photos), predict_csv(out, photos))
+    assert_same_answers(predict_csv(calibrated, photos, "--tta", "flip"), predict_csv(out, photos))
     # Asked for other views: done, with a warning that the confidences do not fit them.
     result = runner.invoke(
         app, ["export", str(calibrated), "-o", str(out), "--force", "--tta", "none"]

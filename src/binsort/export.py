@@ -40,7 +40,12 @@ from torch import nn
 from binsort.errors import BinsortError, check_choice
 from binsort.files import replacing
 from binsort.metrics import tempered_softmax, weighted_mean
-from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
+from binsort.models.checkpoint import (
+    LoadedModel,
+    calibrated_tta,
+    distinct_members,
+    load_members,
+)
 from binsort.onnx_model import METADATA_KEY, ONNX_TTA_MODES, OnnxModel, input_name, is_onnx
 
 METADATA_FORMAT = "binsort-onnx"
@@ -104,8 +109,7 @@ def export_onnx(
     if not output.parent.is_dir():
         raise BinsortError(f"{output.parent}: no such folder")
     members = distinct_members(load_members(model))
-    # Members at temperature 1 were never calibrated: no views to keep to.
-    tta, cautions = _file_tta(tta, [m.tta for m, _ in members if m.temperature != 1.0])
+    tta, cautions = _file_tta(tta, calibrated_tta([m for m, _ in members]))
     graph = EnsembleGraph(members).eval()
     sizes = graph.sizes
     generator = torch.Generator().manual_seed(seed)
@@ -176,19 +180,18 @@ def export_onnx(
     )
 
 
-def _file_tta(asked: str | None, fitted: list[str]) -> tuple[str, list[str]]:
+def _file_tta(asked: str | None, calibrated: str | None) -> tuple[str, list[str]]:
     """The views the file predicts with: those asked for, else those its members' temperatures
     were fitted for; and a warning when the two differ, since then its confidence is not
     calibrated for what it predicts."""
-    calibrated = fitted[0] if len(set(fitted)) == 1 else None
     if asked is None:
         asked = calibrated if calibrated in ONNX_TTA_MODES else "none"
-    if not fitted or calibrated == asked:
+    if calibrated is None or calibrated == asked:
         return asked, []
-    told = f"--tta {calibrated}" if calibrated else "different --tta"
     return asked, [
-        f"the members' temperatures were fitted for {told} (ensemble --calibrate --tta), but "
-        f"the file predicts with --tta {asked}: its confidences are not calibrated for that"
+        f"the members' temperatures were fitted for --tta {calibrated} (ensemble --calibrate "
+        f"--tta), but the file predicts with --tta {asked}: its confidences are not calibrated "
+        "for that"
     ]
 
 

@@ -77,13 +77,14 @@ class TorchModel:
     ``probabilities(images, tta)``)."""
 
     tta_modes = TTA_MODES
-    tta = "none"  # a checkpoint records no test-time augmentation of its own
 
     def __init__(self, path: str | Path) -> None:
-        from binsort.models.checkpoint import load_members
+        from binsort.models.checkpoint import calibrated_tta, load_members
 
         self.path = Path(path)
         self.members = load_members(path)
+        # An ensemble calibrated with --tta answers with those views; a checkpoint with none.
+        self.tta = calibrated_tta(self.members) or "none"
         self.classes = self.members[0].classes
         self.input_size = max(m.input_size for m in self.members)
 

@@ -225,6 +225,13 @@ def distinct_members(members: list[LoadedModel]) -> list[tuple[LoadedModel, int]
     return [(g[0], len(g)) for g in groups]
 
 
+def calibrated_tta(members: list[LoadedModel]) -> str | None:
+    """The views the members' temperatures were fitted for (``ensemble --calibrate --tta``):
+    what the file should predict with. None for uncalibrated members (temperature 1) or a mix."""
+    fitted = {m.tta for m in members if m.temperature != 1.0}
+    return fitted.pop() if len(fitted) == 1 else None
+
+
 def check_same_classes(members: list[LoadedModel]) -> list[str]:
     classes = members[0].classes
     for member in members[1:]:

@@ -179,6 +179,9 @@ def test_calibrate_with_flips_fits_the_views_predict_will_average(
         best = view_nll(views, fitted, flips.labels)
         assert best <= view_nll(views, other, flips.labels) + 1e-9
     result = build_ensemble(ckpts, tmp_path / "e.pt", calibrate=True, root=val, tta="flip")
+    args = ["ensemble", *map(str, ckpts), "-o", str(tmp_path / "cli.pt"), "--root", str(val)]
+    said = runner.invoke(app, [*args, "--calibrate", "--tta", "flip"])
+    assert said.exit_code == 0 and "fitted for --tta flip" in " ".join(said.output.split())
     temps, scale = flips.for_ensemble(list(range(len(members))), [1] * len(members))
     assert result.scale == pytest.approx(scale)
     stored = load_members(result.path)

@@ -147,7 +147,7 @@ def ensemble(
     if result.scale is not None:
         console.print(
             f"temperatures: each member's own fit x {result.scale:.3f}, the factor that "
-            "calibrates their mean",
+            f"calibrates their mean{'' if tta == 'none' else f', fitted for --tta {tta}'}",
             highlight=False,
         )
     if result.skipped:

@@ -25,6 +25,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 CLASSES = ("glass", "metal", "paper")
 COLOURS = {"glass": (40, 160, 60), "metal": (150, 150, 160), "paper": (230, 220, 200)}
+
+
+def view_mean_nll(views, temperature: float, labels) -> float:
+    """The NLL of the mean over TTA views (``[V, N, C]`` logits) of softmax(logits / T): what
+    a calibration for ``--tta`` minimises."""
+    import torch
+
+    from binsort.metrics import nll
+
+    return nll(torch.softmax(views.double() / temperature, -1).mean(0), labels)
+
+
 # `binsort train` options for a quick run: resnet18 from scratch on 16-px images, no workers.
 TINY_TRAIN = [
     *("--model", "resnet18", "--weights", "none", "--input-size", "16"),

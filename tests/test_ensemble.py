@@ -16,7 +16,7 @@ from binsort.imagesets import image_set
 from binsort.inference import probabilities
 from binsort.models.checkpoint import load_members
 from binsort.runner import calibrate_members
-from conftest import make_image_folder
+from conftest import make_image_folder, view_mean_nll
 
 runner = CliRunner()
 
@@ -176,8 +176,8 @@ def test_calibrate_with_flips_fits_the_views_predict_will_average(
     # Each fit is the best for what flip predicts.
     pairs = zip(flips.logits, flips.temperatures, plain.temperatures, strict=True)
     for views, fitted, other in pairs:
-        best = view_nll(views, fitted, flips.labels)
-        assert best <= view_nll(views, other, flips.labels) + 1e-9
+        best = view_mean_nll(views, fitted, flips.labels)
+        assert best <= view_mean_nll(views, other, flips.labels) + 1e-9
     result = build_ensemble(ckpts, tmp_path / "e.pt", calibrate=True, root=val, tta="flip")
     args = ["ensemble", *map(str, ckpts), "-o", str(tmp_path / "cli.pt"), "--root", str(val)]
     said = runner.invoke(app, [*args, "--calibrate", "--tta", "flip"])
@@ -187,11 +187,6 @@ def test_calibrate_with_flips_fits_the_views_predict_will_average(
     stored = load_members(result.path)
     assert [m.temperature for m in stored] == pytest.approx(temps)
     assert {m.tta for m in stored} == {"flip"}  # so that export predicts with the same views
-
-
-def view_nll(views: torch.Tensor, temperature: float, labels: torch.Tensor) -> float:
-    mean = torch.softmax(views.double() / temperature, -1).mean(0)
-    return float(torch.nn.functional.nll_loss(mean.log(), labels))
 
 
 def test_greedy_on_a_run_split_guards_against_training_images(

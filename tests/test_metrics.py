@@ -21,6 +21,7 @@ from binsort.metrics import (
     per_class,
     weighted_mean,
 )
+from conftest import view_mean_nll
 
 
 def random_case(seed: int, n: int = 300, classes: int = 6):
@@ -173,10 +174,6 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
     assert fit_temperature(torch.log_softmax(3 * z, 1), labels) == pytest.approx(
         fit_temperature(3 * z, labels), rel=1e-4
     )
-
-
-def view_mean_nll(views: torch.Tensor, temperature: float, labels: torch.Tensor) -> float:
-    return nll(torch.softmax(views / temperature, -1).mean(0), labels)
 
 
 def test_fit_temperature_fits_the_mean_of_tta_views() -> None:

@@ -101,3 +101,32 @@ def test_probe_without_pretrained_weights_is_refused(image_folder, tmp_path):
     result = runner.invoke(app, [*args, "--weights", "none", "--probe"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--probe fits the head on pretrained features: it needs --weights" in result.output
+
+
+def test_the_probe_counts_as_training_time(image_folder, tmp_path, monkeypatch):
+    """Time-to-accuracy figures read the epochs' times: the first one includes the probe."""
+    import time
+
+    import binsort.models.module as module
+    from binsort.config import TrainConfig
+    from binsort.models.factory import build_model
+    from binsort.train import fit
+
+    slow = module.features
+
+    def features(*args):
+        time.sleep(1.0)
+        return slow(*args)
+
+    monkeypatch.setattr(module, "features", features)
+    start = tmp_path / "start.pt"
+    torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
+    cfg = TrainConfig(
+        root=str(image_folder), out=str(tmp_path / "runs"), model="resnet18", weights=str(start)
+    )
+    cfg.input_size, cfg.batch, cfg.workers, cfg.epochs, cfg.probe = 16, 4, 0, 2, True
+
+    result = fit(cfg)
+
+    first, second = (row["epoch_seconds"] for row in result.history)
+    assert first > 1.0 and first - second > 0.8

@@ -246,7 +246,8 @@ def fit(
         probe = module.probe_result
         notes.append(
             f"--probe: head fitted on the features of {probe.images} training images "
-            f"({probe.train_accuracy:.1%} of them right before fine-tuning)"
+            f"in {probe.seconds:.0f} s ({probe.train_accuracy:.1%} of them right before "
+            "fine-tuning)"
         )
     best_score = checkpoint.best_model_score
     best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)

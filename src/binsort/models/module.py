@@ -11,6 +11,7 @@ batches into [0, 1] floats.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
@@ -171,11 +172,12 @@ class Classifier(L.LightningModule):
             self.probe_batches = None
 
     def _fit_probe(self, batches: Any) -> ProbeResult:
+        started = time.perf_counter()
         head = head_module(self.model.net, self.head)
         moved = ((x.to(self.device), y) for x, y in batches)
         x, y = features(self, head, moved)
         accuracy = fit_head(head, x, y, len(self.hparams.classes))
-        return ProbeResult(len(y), x.shape[1], accuracy)
+        return ProbeResult(len(y), x.shape[1], accuracy, time.perf_counter() - started)
 
     def on_train_start(self) -> None:
         # After a resume's restore: the options of this command line rule the schedule.

@@ -29,6 +29,7 @@ class ProbeResult:
     images: int
     features: int
     train_accuracy: float  # the fitted head on the images it was fitted on
+    seconds: float  # the pass over the training images and the fit
 
 
 def head_module(net: nn.Module, head: list[str]) -> nn.Linear:

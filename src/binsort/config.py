@@ -169,6 +169,12 @@ class TrainConfig:
         MODEL,
     )
     freeze_epochs: int = _opt(0, "Train only the classifier head for this many epochs.", MODEL)
+    probe: bool = _opt(
+        False,
+        "Before training, fit the new head as a logistic regression on the pretrained "
+        "backbone's features of the training images (linear probing), then fine-tune.",
+        MODEL,
+    )
     backbone_lr_scale: float | None = _opt(
         None,
         "Multiply the learning rate of everything but the head by this "
@@ -325,6 +331,10 @@ class TrainConfig:
             (self.backbone_lr_scale >= 0, "--backbone-lr-scale cannot be negative"),
             (0.0 <= self.distill_weight <= 1.0, "--distill-weight must be in [0, 1]"),
             (self.distill_temperature > 0, "--distill-temperature must be positive"),
+            (
+                not (self.probe and self.weights is None),
+                "--probe fits the head on pretrained features: it needs --weights",
+            ),
             (
                 self.warmup_epochs >= 0 and self.freeze_epochs >= 0,
                 "epoch counts cannot be negative",

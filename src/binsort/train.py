@@ -198,6 +198,9 @@ def fit(
         module.teacher = load_teacher(cfg.teacher, images.classes)
         run_warnings += teacher_overlap(module.teacher, val_paths, test_paths)
 
+    if cfg.probe and ckpt_path is None:
+        module.probe_batches = _probe_batches(images.root, train_samples, cfg)
+
     trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)
     run_dir = Path(logger.log_dir)
     if trainer.is_global_zero:
@@ -239,6 +242,13 @@ def fit(
             from binsort.reporting import training_figure
 
             training_figure(history.rows).savefig(run_dir / "results.png", dpi=100)
+    if module.probe_result is not None:
+        probe = module.probe_result
+        notes.append(
+            f"--probe: head fitted on the features of {probe.images} training images "
+            f"in {probe.seconds:.0f} s ({probe.train_accuracy:.1%} of them right before "
+            "fine-tuning)"
+        )
     best_score = checkpoint.best_model_score
     best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)
     return TrainResult(
@@ -259,6 +269,18 @@ def fit(
         notes=notes,
         global_rank=trainer.global_rank,
     )
+
+
+def _probe_batches(root: Path, samples: list[tuple[str, int]], cfg: TrainConfig) -> Any:
+    """The training images as validation sees them: the features the head is fitted on."""
+    from torch.utils.data import DataLoader
+
+    from binsort.data.dataset import ImageDataset
+    from binsort.data.transforms import eval_transform
+
+    size = cfg.input_size
+    dataset = ImageDataset(root, samples, eval_transform(size), min_side=size)
+    return DataLoader(dataset, batch_size=cfg.batch, num_workers=cfg.workers)
 
 
 @dataclass

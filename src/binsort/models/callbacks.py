@@ -84,6 +84,10 @@ class History(L.Callback):
             "epoch_seconds": time.perf_counter() - self._epoch_start,
             "lr": self._lr,
         }
+        probe = getattr(pl_module, "probe_result", None)
+        if probe is not None and not self.rows:
+            # --probe's pass is training time: time-to-accuracy figures must count it.
+            row["epoch_seconds"] += probe.seconds
         if "train_distill_loss" in metrics:  # --teacher runs
             row["train_distill_loss"] = metrics["train_distill_loss"]
         self.rows.append(row)

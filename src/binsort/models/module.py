@@ -11,6 +11,7 @@ batches into [0, 1] floats.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
@@ -25,6 +26,7 @@ from binsort.data.batch_augment import BatchAugment
 from binsort.data.transforms import batch_mixer
 from binsort.models.factory import build_model, head_prefixes
 from binsort.models.optim import apply_options, build_optimizer, build_schedulers, param_groups
+from binsort.models.probe import ProbeResult, features, fit_head, head_module
 from binsort.models.teacher import Teacher, distillation_loss
 from binsort.seeding import mix
 
@@ -59,6 +61,10 @@ class Classifier(L.LightningModule):
         # --teacher: set by binsort.train.fit; a plain attribute, not a submodule, so the
         # teacher's weights never enter this model's checkpoint or optimiser.
         self.teacher: Teacher | None = None
+        # --probe: set by binsort.train.fit on a fresh run (never on a resume, whose head is
+        # already trained); the training images in the evaluation view, batched.
+        self.probe_batches: Any = None
+        self.probe_result: ProbeResult | None = None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         if self.cfg.channels_last:
@@ -160,6 +166,18 @@ class Classifier(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device, channels_last=self.cfg.channels_last)
+        if self.probe_batches is not None:
+            # Here, not before fit: on the training device, and under DDP on every rank alike.
+            self.probe_result = self._fit_probe(self.probe_batches)
+            self.probe_batches = None
+
+    def _fit_probe(self, batches: Any) -> ProbeResult:
+        started = time.perf_counter()
+        head = head_module(self.model.net, self.head)
+        moved = ((x.to(self.device), y) for x, y in batches)
+        x, y = features(self, head, moved)
+        accuracy = fit_head(head, x, y, len(self.hparams.classes))
+        return ProbeResult(len(y), x.shape[1], accuracy, time.perf_counter() - started)
 
     def on_train_start(self) -> None:
         # After a resume's restore: the options of this command line rule the schedule.

@@ -12,6 +12,7 @@ from binsort.cli import app
 from binsort.data.images import open_rgb
 from binsort.ensemble import build_ensemble, select_greedy
 from binsort.errors import BinsortError
+from binsort.evaluate import evaluate
 from binsort.imagesets import image_set
 from binsort.inference import probabilities
 from binsort.models.checkpoint import load_members
@@ -187,6 +188,12 @@ def test_calibrate_with_flips_fits_the_views_predict_will_average(
     stored = load_members(result.path)
     assert [m.temperature for m in stored] == pytest.approx(temps)
     assert {m.tta for m in stored} == {"flip"}  # so that export predicts with the same views
+    # Scored without the flips it was calibrated for, evaluate says so, once per file.
+    plain_eval = evaluate([result.path], root=val)
+    said = [w for w in plain_eval.warnings if "fitted for --tta flip" in w]
+    assert len(said) == 1 and "scored here with --tta none" in said[0]
+    flip_eval = evaluate([result.path], root=val, tta="flip")
+    assert not [w for w in flip_eval.warnings if "fitted for --tta" in w]
 
 
 def test_greedy_on_a_run_split_guards_against_training_images(

@@ -36,9 +36,25 @@ from binsort.metrics import (
     per_class,
     weighted_mean,
 )
+from binsort.models.checkpoint import source_file
 from binsort.models.onnx_member import OnnxModule
 from binsort.results import Evaluation, Scores
 from binsort.runner import Progress, calibrate_members, run_models, temperature_warnings
+
+
+def _other_views(candidates: list, tta: str) -> list[str]:
+    """A warning per file whose temperatures were fitted for other views than ``tta``: its
+    ECE and NLL here are not those of the calibration it carries."""
+    fitted: dict[str, str] = {}
+    for c in candidates:
+        m = c.member
+        if not isinstance(m.model, OnnxModule) and m.temperature != 1.0 and m.tta != tta:
+            fitted.setdefault(str(source_file(m.path)), m.tta)
+    return [
+        f"{path}: its temperatures were fitted for --tta {views} (ensemble --calibrate --tta); "
+        f"scored here with --tta {tta}, so its confidences are not calibrated for these views"
+        for path, views in fitted.items()
+    ]
 
 
 def evaluate(
@@ -91,6 +107,8 @@ def evaluate(
         for c in candidates
         if isinstance(c.member.model, OnnxModule) and c.member.model.onnx.tta != tta
     ]
+    if not calibrate:  # --calibrate refits the temperatures for these views
+        warnings += _other_views(candidates, tta)
 
     members = [c.member for c in candidates]
     weights = [c.weight for c in candidates]

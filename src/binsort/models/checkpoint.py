@@ -29,6 +29,7 @@ from binsort.models.factory import build_model
 from binsort.models.serialization import load_failure, safe_load  # noqa: F401 (re-export)
 from binsort.onnx_model import is_onnx
 
+MEMBER = "[member "  # a member's path: FILE[member I]
 REQUIRED = ("config", "classes", "mean", "std")
 ENSEMBLE_FORMAT = "binsort-ensemble"
 
@@ -182,7 +183,7 @@ def load_members(path: str | Path) -> list[LoadedModel]:
         raise BinsortError(f"{path}: ensemble file without members")
     loaded = []
     for i, member in enumerate(members):
-        where = Path(f"{path}[member {i}]")
+        where = Path(f"{path}{MEMBER}{i}]")
         if not isinstance(member, dict):
             raise BinsortError(f"{where}: damaged ensemble file (a member is not a mapping)")
         hparams = hyperparameters(member, where)
@@ -223,6 +224,12 @@ def distinct_members(members: list[LoadedModel]) -> list[tuple[LoadedModel, int]
         else:
             same.append(member)
     return [(g[0], len(g)) for g in groups]
+
+
+def source_file(path: Path) -> Path:
+    """The file a loaded model came from: an ensemble member's path is its file's plus
+    ``[member I]``."""
+    return path.with_name(path.name.partition(MEMBER)[0])
 
 
 def calibrated_tta(members: list[LoadedModel]) -> str | None:

@@ -96,11 +96,20 @@ def test_train_probe_fits_the_head_once_and_not_again_on_resume(image_folder, tm
     assert "--probe" not in resumed.output
 
 
-def test_probe_without_pretrained_weights_is_refused(image_folder, tmp_path):
-    args = ["train", "--root", str(image_folder), "--out", str(tmp_path), *TINY_TRAIN]
+def test_probe_without_pretrained_weights_or_a_linear_head_is_refused(image_folder, tmp_path):
+    args = ["train", "--root", str(image_folder), "--out", str(tmp_path / "runs"), *TINY_TRAIN]
     result = runner.invoke(app, [*args, "--weights", "none", "--probe"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--probe fits the head on pretrained features: it needs --weights" in result.output
+    from binsort.models.factory import build_model
+
+    start = tmp_path / "squeeze.pt"
+    torch.save(build_model("squeezenet1_1", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
+    args += ["--model", "squeezenet1_1", "--weights", str(start), "--probe"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--probe needs a Linear classifier head" in result.output
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
 
 
 def test_the_probe_counts_as_training_time(image_folder, tmp_path, monkeypatch):

@@ -199,6 +199,9 @@ def fit(
         run_warnings += teacher_overlap(module.teacher, val_paths, test_paths)
 
     if cfg.probe and ckpt_path is None:
+        from binsort.models.probe import head_module
+
+        head_module(module.model.net, module.head)  # refuse a head it cannot fit, before work
         module.probe_batches = _probe_batches(images.root, train_samples, cfg)
 
     trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)

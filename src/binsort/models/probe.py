@@ -5,7 +5,9 @@ steps, which disturbs the features fine-tuning should start from. Fitting the he
 a logistic regression on the backbone's features of the training images, and fine-tuning
 from there (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
 Underperform Out-of-Distribution") starts the run where a head-only phase would end, for the
-price of one pass over the training images without gradients.
+price of one pass over the training images without gradients. On TrashNet with binsort's
+fine-tuning defaults it did not train faster or better (docs/benchmarks.md), so it is an
+option, not a default.
 """
 
 from __future__ import annotations

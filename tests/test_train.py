@@ -408,3 +408,58 @@ def test_a_run_writes_results_and_a_best_checkpoint(image_folder, tmp_path):
     best = torch.load(folder / "checkpoints" / "best.ckpt", weights_only=True)
     (kept,) = (folder / "checkpoints").glob("epoch*.ckpt")
     assert best["epoch"] == torch.load(kept, weights_only=True)["epoch"]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_eval_size_validates_at_its_size_and_the_checkpoint_keeps_it(image_folder, cache):
+    from binsort.config import TrainConfig
+    from binsort.data.datamodule import BinDataModule
+    from binsort.data.folder import scan_folder
+
+    samples = scan_folder(image_folder).samples
+    cfg = TrainConfig(input_size=16, eval_size=24, batch=4, workers=0, cache=cache)
+    dm = BinDataModule(image_folder, samples[:20], samples[20:], cfg)
+    dm.setup("fit")
+    x, _ = next(iter(dm.train_dataloader()))
+    val, _ = next(iter(dm.val_dataloader()))
+    assert x.shape[-1] == (19 if cache else 16)  # the cache keeps a margin for the crops
+    assert val.shape[-1] == 24
+
+
+def test_eval_size_end_to_end_through_export(image_folder, tmp_path):
+    from binsort.models.checkpoint import load_checkpoint
+    from binsort.onnx_model import OnnxModel
+
+    result = train(image_folder, tmp_path, "--epochs", "1", "--eval-size", "24")
+    assert result.exit_code == 0, result.output
+    assert "validates at 24 px" in result.output and "enlarged" not in result.output
+    folder = run_dir(tmp_path)
+    loaded = load_checkpoint(folder)
+    assert loaded.hparams["config"]["input_size"] == 16 and loaded.input_size == 24
+    onnx = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["export", str(folder), "-o", str(onnx)])
+    assert result.exit_code == 0, result.output
+    assert OnnxModel(onnx).input_sizes == [24]
+
+
+def test_eval_size_above_the_photos_warns_that_validation_enlarges_them(image_folder, tmp_path):
+    result = train(
+        image_folder, tmp_path, "--epochs", "1", "--limit-batches", "1", "--eval-size", "40"
+    )
+    assert result.exit_code == 0, result.output
+    assert "--eval-size 40: 3 of 3 validation images are smaller" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--eval-size", "4"], "--eval-size must be from 8 to 4096"),
+        (["--model", "vit_b_16", "--input-size", "32", "--eval-size", "48"], "cannot take 48-px"),
+    ],
+)
+def test_bad_eval_sizes_are_one_line_errors_before_any_run_folder(
+    image_folder, tmp_path, args, message
+):
+    result = train(image_folder, tmp_path, "--epochs", "1", *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

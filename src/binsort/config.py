@@ -145,6 +145,13 @@ class TrainConfig:
         None, "Per-channel std for the model's normalisation (default: ImageNet's).", DATA
     )
     input_size: int = _opt(224, "Square input size in pixels.", DATA)
+    eval_size: int | None = _opt(
+        None,
+        "Square size validation feeds the model, kept in the checkpoint as the size evaluate, "
+        "ensemble, export and predict feed it (default: --input-size). Training crops zoom "
+        "in, so a fine-tuned model often does better fed a larger image (docs/train.md).",
+        DATA,
+    )
     cache: bool = _opt(
         False,
         "Decode the dataset once into memory and augment whole batches on the training device "
@@ -313,6 +320,10 @@ class TrainConfig:
             (self.folds == 0 or self.folds >= 2, "--folds must be 0 (off) or at least 2"),
             (self.batch >= 1, "--batch must be at least 1"),
             (self.input_size >= MIN_INPUT, f"--input-size must be at least {MIN_INPUT} pixels"),
+            (
+                self.eval_size is None or MIN_INPUT <= self.eval_size <= MAX_INPUT,
+                f"--eval-size must be from {MIN_INPUT} to {MAX_INPUT} pixels",
+            ),
             (self.workers >= 0, "--workers cannot be negative"),
             (0.0 <= self.test_split < 1.0, "--test-split must be in [0, 1)"),
             (0.0 < self.split < 1.0, "--split must be in (0, 1): training needs a validation set"),
@@ -360,6 +371,11 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise BinsortError(message)
+
+    @property
+    def val_size(self) -> int:
+        """The size the model is validated, and afterwards used, at."""
+        return self.eval_size or self.input_size
 
     @property
     def effective_split_seed(self) -> int:

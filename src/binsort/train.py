@@ -186,7 +186,15 @@ def fit(
             f"started from {source.origin}: {report.loaded} of {report.total} tensors loaded"
             + (f"; fresh: {_names(report.fresh)}" if report.fresh else "")
         )
-    run_warnings = []
+    if cfg.val_size != cfg.input_size:
+        from binsort.models.factory import check_input_size
+
+        check_input_size(module.model, cfg.model, cfg.val_size, "--eval-size")
+        notes.append(
+            f"trains on {cfg.input_size}-px crops, validates at {cfg.val_size} px: evaluate, "
+            f"ensemble, export and predict feed it {cfg.val_size}-px images"
+        )
+    run_warnings = _upscaled_validation(images.root, val_samples, cfg)
     if cfg.imbalance and cfg.class_weights:
         run_warnings.append(
             "--imbalance and --class-weights both correct for class sizes: together they "
@@ -272,6 +280,22 @@ def fit(
         notes=notes,
         global_rank=trainer.global_rank,
     )
+
+
+def _upscaled_validation(root: Path, samples: list[tuple[str, int]], cfg: TrainConfig) -> list:
+    """A warning when --eval-size enlarges validation images: the checkpoint would be chosen on
+    blurred copies of what it will be fed (the typical slip: a resized copy as --root)."""
+    if cfg.eval_size is None:
+        return []
+    from binsort.data.images import shorter_side
+
+    small = sum((shorter_side(root / path) or cfg.eval_size) < cfg.eval_size for path, _ in samples)
+    if not small:
+        return []
+    return [
+        f"--eval-size {cfg.eval_size}: {small} of {len(samples)} validation images are smaller "
+        "and are enlarged to it; validate on larger copies (the originals)"
+    ]
 
 
 def _probe_batches(root: Path, samples: list[tuple[str, int]], cfg: TrainConfig) -> Any:

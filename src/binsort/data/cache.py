@@ -160,20 +160,24 @@ def cached_sets(
     threads: int = 2,
     device: torch.device | str = "cpu",
     copies: int = 1,
+    val_size: int | None = None,
 ) -> tuple[CachedImages | None, CachedImages]:
     """The cached training set (``None`` without samples) and validation set, on ``device``.
+
+    Validation images are decoded at ``val_size`` (``--eval-size``; default ``input_size``).
 
     ``copies`` is the number of training processes on this machine (DDP ranks), each holding
     its own host copy while it decodes. On a GPU without room for both sets they stay in host
     memory (batches are then copied over, pinned), with a warning.
     """
     side = cache_side(input_size)
-    need = image_bytes(len(val_samples), input_size)
+    val_size = val_size or input_size
+    need = image_bytes(len(val_samples), val_size)
     if train_samples is not None:
         need += image_bytes(len(train_samples), side)
     check_memory(need, copies)
     train = decode_images(root, train_samples, side, threads) if train_samples else None
-    val = decode_images(root, val_samples, input_size, threads)
+    val = decode_images(root, val_samples, val_size, threads)
     device = torch.device(device)
     if device.type != "cpu":
         free = available_memory(device) if device.type == "cuda" else need

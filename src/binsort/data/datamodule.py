@@ -35,7 +35,7 @@ class BinDataModule(L.LightningDataModule):
         self.cfg = cfg
 
     def setup(self, stage: str) -> None:
-        size = self.cfg.input_size
+        size, val_size = self.cfg.input_size, self.cfg.val_size
         if self.cfg.cache:
             trainer = self.trainer
             self.train_set, self.val_set = cached_sets(
@@ -43,6 +43,7 @@ class BinDataModule(L.LightningDataModule):
                 self.train_samples if stage == "fit" else None,
                 self.val_samples,
                 size,
+                val_size=val_size,
                 threads=max(2, self.cfg.workers),
                 device=trainer.strategy.root_device if trainer else "cpu",
                 # Every rank on this machine decodes its own copy.
@@ -54,7 +55,7 @@ class BinDataModule(L.LightningDataModule):
                 self.root, self.train_samples, train_transform(self.cfg), min_side=size
             )
         self.val_set = ImageDataset(
-            self.root, self.val_samples, eval_transform(size), min_side=size
+            self.root, self.val_samples, eval_transform(val_size), min_side=val_size
         )
 
     def _world(self) -> tuple[int, int]:

@@ -74,6 +74,15 @@ def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
         raise BinsortError(f"{path}: not a readable image ({describe(exc)})") from None
 
 
+def shorter_side(path: str | Path) -> int | None:
+    """The shorter side in pixels, from the header alone; None if the file cannot say."""
+    try:
+        with Image.open(path) as im:
+            return min(im.size)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     """RGB from any PIL mode; transparency is composited on white, 16-bit is scaled to 8."""
     if im.mode == "RGB":

@@ -2,7 +2,9 @@
 
 A binsort checkpoint is a Lightning checkpoint whose ``hyper_parameters`` describe the model
 (``config.model``, ``classes``, ``mean``, ``std``, ``config.input_size``). ``load_checkpoint``
-reads it with ``weights_only=True`` and rebuilds the plain ``nn.Module`` from that alone.
+reads it with ``weights_only=True`` and rebuilds the plain ``nn.Module`` from that alone. The
+model is fed ``config.eval_size`` (``train --eval-size``, the size it was validated at) where
+set, else its training size.
 
 An ensemble file (``save_ensemble``) packs several members in one file of the same kind:
 ``{"format": "binsort-ensemble", "version": 1, "classes": [...], "members": [{"hyper_parameters":
@@ -116,6 +118,8 @@ def _check_hyperparameters(hparams: dict[str, Any], path: Path) -> None:
         size = config["input_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             problems.append("config.input_size is not a positive whole number")
+        if config.get("eval_size") is not None and not input_size_ok(config["eval_size"]):
+            problems.append("config.eval_size is not a valid input size")
     if (
         not isinstance(classes, (list, tuple))
         or not classes
@@ -147,9 +151,8 @@ def _build(
             f"{path}: weights do not fit {config['model']}: {detail[:200]}"
         ) from None
     model.eval()
-    return LoadedModel(
-        model, config["model"], classes, int(config["input_size"]), path, hparams, **extra
-    )
+    size = config.get("eval_size") or config["input_size"]
+    return LoadedModel(model, config["model"], classes, int(size), path, hparams, **extra)
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:

@@ -103,6 +103,22 @@ def build_model(
     return nn.Sequential(OrderedDict(norm=Normalize(mean, std), net=net))
 
 
+def check_input_size(net: nn.Module, arch: str, size: int, option: str) -> None:
+    """Refuse, in one line, a size the architecture cannot take (a ViT's is fixed when built)."""
+    training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, size, size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise BinsortError(
+            f"{option} {size}: {arch} cannot take {size}-px images ({reason})"
+        ) from None
+    finally:
+        net.train(training)
+
+
 def _build_timm(name: str, num_classes: int) -> nn.Module:
     import timm
 

@@ -7,7 +7,9 @@
 #
 # Each member trains twice: 8 epochs from ImageNet with the fine-tuning defaults, then 6 more
 # from that run's best checkpoint at a lower rate (3e-4 for every layer). The member is the
-# second run's best checkpoint if it has the lower validation loss, else the first run's.
+# second run's best checkpoint if it has the lower validation loss, else the first run's; when
+# the two runs validated at different sizes (train --eval-size), their losses do not compare
+# and the second run is the member.
 #
 # usage: scripts/default-model.sh [train|pack|all]   (default: all)
 # needs: TrashNet in data/trashnet (github.com/garythung/trashnet), then
@@ -24,13 +26,15 @@ common=("${data[@]}" --weights imagenet)
 again=("${data[@]}" --lr 3e-4 --backbone-lr-scale 1 --warmup-epochs 1 --epochs 6)
 best() { echo runs/"$1"/version_0/checkpoints/best.ckpt; }
 where=(--split docs/trashnet-split.json --root data/trashnet)
-# name, architecture, input size, seed, first-run options. Lite0 takes binsort's fine-tuning
-# defaults; the larger models a backbone rate half the head's. Lite2 trains at its native
-# 260 px; the others at 288 px, which keeps more of TrashNet's 512x384 photos.
+# name, architecture, input size, seed, first-run options [; second-run options]. Lite0
+# takes binsort's fine-tuning defaults; the larger models a backbone rate half the head's.
+# Lite2 trains at its native 260 px; the others at 288 px, which keeps more of TrashNet's
+# 512x384 photos, except Lite0 with seed 1: 224-px crops validated at 288 px, then at 320 px
+# on the originals (docs/train.md, --eval-size).
 members=(
   "lite2 tf_efficientnet_lite2 260 42 --backbone-lr-scale 0.5"
   "lite2s1 tf_efficientnet_lite2 288 1 --backbone-lr-scale 0.5"
-  "lite0s1 tf_efficientnet_lite0 288 1"
+  "lite0s1e tf_efficientnet_lite0 224 1 --eval-size 288 ; --root data/trashnet --eval-size 320"
   "lite1s1 tf_efficientnet_lite1 288 1 --backbone-lr-scale 0.5"
   "lite0s2 tf_efficientnet_lite0 288 2"
 )
@@ -38,11 +42,15 @@ members=(
 if [ "$step" = train ] || [ "$step" = all ]; then
   for spec in "${members[@]}"; do
     read -r name model size seed options <<<"$spec"
+    first=${options%%;*}
+    second=""
+    [[ $options == *";"* ]] && second=${options#*;}
     # shellcheck disable=SC2086  # options: zero or more words
     "$binsort" train "${common[@]}" --name "$name" --model "$model" --input-size "$size" \
-      --seed "$seed" $options
+      --seed "$seed" $first
+    # shellcheck disable=SC2086  # a --root here wins over the one in "again"
     "$binsort" train "${again[@]}" --name "${name}b" --model "$model" --input-size "$size" \
-      --seed "$seed" --weights "$(best "$name")"
+      --seed "$seed" --weights "$(best "$name")" $second
   done
 fi
 if [ "$step" = pack ] || [ "$step" = all ]; then
@@ -56,7 +64,13 @@ def val_loss(path):
     states = safe_load(path)["callbacks"].values()
     return min(float(s["best_model_score"]) for s in states if s.get("monitor") == "val_loss")
 
-print(min(sys.argv[1:], key=val_loss))
+def val_size(path):
+    config = safe_load(path)["hyper_parameters"]["config"]
+    return config.get("eval_size") or config["input_size"]
+
+first, second = sys.argv[1:]
+same_size = val_size(first) == val_size(second)
+print(min((first, second), key=val_loss) if same_size else second)
 PY
   }
   chosen=()

@@ -23,7 +23,8 @@ def test_it_ships_and_is_small() -> None:
     model = OnnxModel(path)
     assert model.classes == TRASHNET
     # Fine-tuned EfficientNet-Lite members, rebuilt by name from timm, int8 weights.
-    # Trained at 260 (the first) and 288 px, every member is fed 352-px images.
+    # Trained at 224 (crops of the third), 260 (the first) and 288 px, every member is fed
+    # 352-px images.
     assert [(m["arch"], m["input_size"]) for m in model.members] == [
         ("timm/tf_efficientnet_lite2", 352),
         ("timm/tf_efficientnet_lite2", 352),

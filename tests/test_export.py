@@ -426,6 +426,17 @@ def test_an_exported_file_records_its_split_and_evaluate_uses_it(
     assert "Traceback" not in leaked.output
 
 
+def test_members_trained_on_a_resized_copy_and_the_originals_record_one_split(
+    trained_runs, tmp_path: Path
+) -> None:
+    """Same photo lists under two folders (binsort resize keeps the names): one split."""
+    a, b = (load_members(trained_runs[0].last_checkpoint)[0] for _ in range(2))
+    b.hparams = {**b.hparams, "split": {**b.hparams["split"], "root": "/data/trashnet288"}}
+    path = save_ensemble([a, b], tmp_path / "two-roots.ensemble")
+    exported = export_onnx(path, tmp_path / "two-roots.onnx").path
+    assert OnnxModel(exported).metadata["split"] == a.split
+
+
 def test_members_of_different_splits_record_none(
     trained_runs, mixed_ensemble: Path, tmp_path: Path
 ) -> None:

@@ -134,9 +134,11 @@ def export_onnx(
     }
     # The training split travels with the file, as with a checkpoint, so that evaluate can
     # refuse to score it on its own training images and take it as --split. Members trained
-    # on different splits have no one split to record.
+    # on different splits have no one split to record. The folder does not tell splits apart:
+    # a copy made by binsort resize keeps the file names, so a member trained on it and one
+    # trained on the originals share one split (the first member's folder is recorded).
     splits = [m.split for m, _ in members]
-    if splits[0] is not None and all(s == splits[0] for s in splits):
+    if splits[0] is not None and all(_same_photos(s, splits[0]) for s in splits):
         metadata["split"] = splits[0]
     with replacing(output) as tmp:
         with warnings.catch_warnings():
@@ -340,3 +342,10 @@ class EnsembleGraph(nn.Module):
         members = zip(self.nets, self.slots, self.temperatures, strict=True)
         probs = [tempered_softmax(net(images[slot]), t) for net, slot, t in members]
         return weighted_mean(probs, self.weights)
+
+
+def _same_photos(a: dict | None, b: dict) -> bool:
+    """Two recorded splits list the same photos in each part, wherever their folders were."""
+    return a is not None and {k: v for k, v in a.items() if k != "root"} == {
+        k: v for k, v in b.items() if k != "root"
+    }

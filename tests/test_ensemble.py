@@ -108,6 +108,31 @@ def test_input_size_feeds_members_another_size(trained_runs: list, tmp_path: Pat
     assert "Traceback" not in bad.output and not (tmp_path / "b.pt").exists()
 
 
+def test_input_size_a_fixed_size_model_cannot_take_is_one_line(
+    trained_runs: list, tmp_path: Path
+) -> None:
+    """A vision transformer takes only the size it was built for."""
+    from binsort.models.factory import build_model
+
+    vit = "timm/vit_tiny_patch16_224"
+    (member,) = load_members(trained_runs[0].last_checkpoint)
+    config = {**member.hparams["config"], "model": vit, "input_size": 224}
+    net = build_model(vit, len(member.classes), [0.5] * 3, [0.5] * 3)
+    ckpt = tmp_path / "vit.ckpt"
+    state = {f"model.{k}": v for k, v in net.state_dict().items()}
+    torch.save(
+        {"hyper_parameters": {**member.hparams, "config": config}, "state_dict": state}, ckpt
+    )
+    out = tmp_path / "e.pt"
+
+    bad = runner.invoke(app, ["ensemble", str(ckpt), "-o", str(out), "--input-size", "256"])
+
+    assert bad.exit_code == 1 and "--input-size 256: timm/vit_tiny_patch16_224 cannot take" in (
+        " ".join(bad.output.split())
+    )
+    assert "Traceback" not in bad.output and not out.exists()
+
+
 def test_a_damaged_member_input_size_is_refused(trained_runs: list, tmp_path: Path) -> None:
     out = tmp_path / "ens.pt"
     runner.invoke(app, ["ensemble", str(trained_runs[0].last_checkpoint), "-o", str(out)])

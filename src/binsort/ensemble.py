@@ -24,6 +24,7 @@ from binsort.imagesets import image_set, read_split
 from binsort.leakage import guard_overlap
 from binsort.metrics import accuracy, nll
 from binsort.models.checkpoint import save_ensemble
+from binsort.models.factory import check_input_size
 from binsort.results import EnsembleResult, Selection, Step
 from binsort.runner import Progress, calibrate_members, run_models, temperature_warnings
 
@@ -98,6 +99,8 @@ def build_ensemble(
     if input_size is not None:
         if not input_size_ok(input_size):
             raise BinsortError(f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels")
+        for c in candidates:
+            check_input_size(c.member.model, c.member.arch, input_size, "--input-size")
         # Before calibration and selection, so that both see what inference will feed.
         candidates = [
             replace(c, member=replace(c.member, input_size=input_size)) for c in candidates

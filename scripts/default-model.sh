@@ -58,6 +58,7 @@ if [ "$step" = pack ] || [ "$step" = all ]; then
   member() {
     "$python" - "$(best "$1")" "$(best "$1b")" <<'PY'
 import sys
+from binsort.config import TrainConfig
 from binsort.models.serialization import safe_load
 
 def val_loss(path):
@@ -65,8 +66,7 @@ def val_loss(path):
     return min(float(s["best_model_score"]) for s in states if s.get("monitor") == "val_loss")
 
 def val_size(path):
-    config = safe_load(path)["hyper_parameters"]["config"]
-    return config.get("eval_size") or config["input_size"]
+    return TrainConfig.from_dict(safe_load(path)["hyper_parameters"]["config"]).val_size
 
 first, second = sys.argv[1:]
 same_size = val_size(first) == val_size(second)

@@ -30,11 +30,11 @@ where=(--split docs/trashnet-split.json --root data/trashnet)
 # takes binsort's fine-tuning defaults; the larger models a backbone rate half the head's.
 # Lite2 trains at its native 260 px; the others at 288 px, which keeps more of TrashNet's
 # 512x384 photos, except Lite0 with seed 1: 224-px crops validated at 288 px, then at 320 px
-# on the originals (docs/train.md, --eval-size).
+# on the originals (docs/train.md, --eval-size), with a moving average of its weights (--ema).
 members=(
   "lite2 tf_efficientnet_lite2 260 42 --backbone-lr-scale 0.5"
   "lite2s1 tf_efficientnet_lite2 288 1 --backbone-lr-scale 0.5"
-  "lite0s1e tf_efficientnet_lite0 224 1 --eval-size 288 ; --root data/trashnet --eval-size 320"
+  "lite0s1ema tf_efficientnet_lite0 224 1 --eval-size 288 --ema ; --root data/trashnet --eval-size 320 --ema"
   "lite1s1 tf_efficientnet_lite1 288 1 --backbone-lr-scale 0.5"
   "lite0s2 tf_efficientnet_lite0 288 2"
 )

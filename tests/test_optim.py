@@ -109,3 +109,30 @@ def test_default_patiences_can_act_within_the_default_epochs():
         TrainConfig(weights=None, scheduler="exp").lr_gamma ** TrainConfig(weights=None).epochs
         > 0.1
     )  # not 0.2**20
+
+
+def test_ema_decay_warms_up_to_its_cap():
+    """--ema's average follows the recent weights early in a run: after the first step's
+    weights (0) and 800 steps at 1, as in an 8-epoch fine-tune, a fixed decay of 0.999 would
+    still hold 0.999**800 = 45 % of its average at 0; the warmed-up one holds almost none."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from binsort.models.callbacks import ema_average
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    averaged = AveragedModel(net, multi_avg_fn=ema_average(0.999))
+    expected = 0.0
+    with torch.no_grad():
+        for n in range(801):
+            net.weight.fill_(0.0 if n == 0 else 1.0)
+            averaged.update_parameters(net)
+            if n:
+                d = min(0.999, (1 + n) / (10 + n))
+                expected = d * expected + (1 - d) * 1.0
+    assert averaged.module.weight.item() == pytest.approx(expected, abs=1e-6)
+    assert averaged.module.weight.item() > 0.999
+
+    # Late in a long run the cap governs: past n = 8991 the decay is 0.999 itself.
+    late = [torch.tensor(0.0)]
+    ema_average(0.999)(late, [torch.tensor(1.0)], torch.tensor(20000))
+    assert late[0].item() == pytest.approx(0.001, abs=1e-6)

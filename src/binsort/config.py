@@ -257,7 +257,12 @@ class TrainConfig:
     ema: bool = _opt(
         False, "Keep an exponential moving average of the weights; evaluate it.", OPTIM
     )
-    ema_decay: float = _opt(0.999, "EMA decay per optimizer step.", OPTIM)
+    ema_decay: float = _opt(
+        0.999,
+        "Largest EMA decay per optimizer step; the decay warms up as (1+n)/(10+n) over the"
+        " first steps n, so short fine-tunes average recent weights (docs/train.md).",
+        OPTIM,
+    )
 
     # --- augmentation (per-image, training only) ---
     aug_scale: float | None = _opt(

@@ -407,7 +407,7 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
     from lightning.pytorch import callbacks as cb
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from binsort.models.callbacks import History, StopOnRequest, progress_bar
+    from binsort.models.callbacks import History, StopOnRequest, ema_averaging, progress_bar
 
     if ckpt_path is not None and ckpt_path.parent.name == "checkpoints":
         # Continue in the same run folder, so logs and checkpoints stay together.
@@ -448,7 +448,7 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
             )
         )
     if cfg.ema:
-        callbacks.append(cb.EMAWeightAveraging(decay=cfg.ema_decay))
+        callbacks.append(ema_averaging(cfg.ema_decay))
     if progress:
         callbacks.append(progress_bar())
     limit = cfg.limit_batches or None

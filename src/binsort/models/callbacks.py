@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from binsort.files import replacing
 
@@ -138,3 +139,35 @@ def progress_bar() -> L.Callback:
             return items
 
     return Bar(leave=True)
+
+
+def ema_average(decay: float):
+    """The averaging step of ``--ema`` (a ``multi_avg_fn`` for torch's ``AveragedModel``): an
+    exponential moving average whose decay warms up.
+
+    With a fixed decay d the average keeps a share d**n of the first step's weights after n
+    steps: 0.999 over an 8-epoch fine-tune of TrashNet (about 800 steps) leaves 45 % of the
+    average on weights that had barely left ImageNet. The decay here is (1 + n) / (10 + n),
+    capped at d, as in TensorFlow's and timm's EMA, so early in a run the average follows the
+    recent weights and ``--ema-decay`` only governs long runs.
+    """
+
+    def average(averaged: list, current: list, n_averaged) -> None:
+        n = float(n_averaged)  # one read per device and dtype a step, not one per tensor
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if averaged[0].is_floating_point():
+            # One fused call over all the tensors, as torch's own EMA helper makes.
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:  # batch-norm step counters
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1.0 - d))
+
+    return average
+
+
+def ema_averaging(decay: float) -> L.Callback:
+    """Lightning's weight averaging with :func:`ema_average`: validation and checkpoints use the
+    averaged weights, and the raw ones are kept in the checkpoint for resuming."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    return WeightAveraging(multi_avg_fn=ema_average(decay))

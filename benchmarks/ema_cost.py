@@ -1,0 +1,93 @@
+"""What ``binsort train --ema`` costs: training images/s with the weight average against without.
+
+All sides are ``binsort train``'s module and Trainer (``lightning_overhead.lightning_speed``) on
+the same pre-made batches of random tensors held in memory, so data loading is out of the
+comparison; the fine-tuning recipe's optimiser (AdamW). "per tensor" is Lightning's own
+``EMAWeightAveraging``, which updates the average one tensor at a time; binsort's ``--ema``
+updates all of them in one fused call. Rounds alternate the order. About five minutes on the
+two cores::
+
+    python benchmarks/ema_cost.py --model tf_efficientnet_lite0 --size 224 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import replace
+from functools import partial
+
+import torch
+from lightning_overhead import lightning_speed, random_batches
+from rounds import alternating_rounds
+
+import binsort.models.callbacks as callbacks
+from binsort.config import TrainConfig
+
+
+def per_tensor_speed(cfg: TrainConfig, batches: list, warmup: int, steps: int) -> float:
+    """Training speed with Lightning's ``EMAWeightAveraging`` in place of binsort's."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    own = callbacks.ema_averaging
+    callbacks.ema_averaging = lambda decay: EMAWeightAveraging(decay=decay)
+    try:
+        return lightning_speed(cfg, batches, warmup, steps)
+    finally:
+        callbacks.ema_averaging = own
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
+    args = parser.parse_args()
+
+    cfg = TrainConfig(
+        weights=None,  # fresh weights: a step costs the same whatever the weights are
+        root=None,
+        model=args.model,
+        input_size=args.size,
+        batch=args.batch,
+        epochs=1,
+        opt="adamw",
+        lr=2e-3,
+        weight_decay=0.02,
+        label_smoothing=0.1,
+        channels_last=True,
+        accelerator="cpu",
+        devices="1",
+        limit_batches=args.warmup + args.steps,
+        out=tempfile.mkdtemp(prefix="binsort-bench-"),
+        name="ema-cost",
+    )
+    with_ema = replace(cfg, ema=True)
+    batches = random_batches(args.batch, args.size, args.warmup + args.steps)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
+        f"{args.size}px, batch {args.batch}, fp32 + channels-last, {args.warmup} warm-up + "
+        f"{args.steps} timed steps",
+        flush=True,
+    )
+    means = alternating_rounds(
+        {
+            "no EMA": partial(lightning_speed, cfg, batches, args.warmup, args.steps),
+            "--ema": partial(lightning_speed, with_ema, batches, args.warmup, args.steps),
+            "per tensor": partial(per_tensor_speed, with_ema, batches, args.warmup, args.steps),
+        },
+        args.rounds,
+    )
+    plain = means["no EMA"]
+    print(f"(a) no EMA                       {plain:8.1f} images/s")
+    sides = {"--ema": "(b) --ema (one fused update)", "per tensor": "(c) EMA one tensor at a time"}
+    for label, name in sides.items():
+        slower = plain / means[label]
+        print(f"{name:32} {means[label]:8.1f} images/s  {slower:5.2f}x the time of (a)")
+
+
+if __name__ == "__main__":
+    main()

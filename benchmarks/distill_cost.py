@@ -12,15 +12,14 @@ ensemble file would make it. Rounds alternate the order. About three minutes on 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import torch
-from lightning_overhead import CLASSES, lightning_speed, random_batches
+from lightning_overhead import CLASSES, bench_config, lightning_speed, random_batches
 from rounds import alternating_rounds
 
-from binsort.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
+from binsort.config import IMAGENET_MEAN, IMAGENET_STD
 from binsort.models.checkpoint import LoadedModel
 from binsort.models.factory import build_model
 from binsort.models.teacher import Teacher
@@ -54,23 +53,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = TrainConfig(
-        weights=None,  # the from-scratch recipe these figures were measured with
-        root=None,
-        model=args.model,
-        input_size=args.size,
-        batch=args.batch,
-        epochs=1,
+    cfg = bench_config(  # the from-scratch recipe these figures were measured with
+        "distill-cost",
+        args.model,
+        args.size,
+        args.batch,
+        args.warmup + args.steps,
         opt="adamw",
         lr=5e-4,
         weight_decay=0.05,
         label_smoothing=0.1,
         channels_last=True,
-        accelerator="cpu",
-        devices="1",
-        limit_batches=args.warmup + args.steps,
-        out=tempfile.mkdtemp(prefix="binsort-bench-"),
-        name="distill-cost",
     )
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     teacher = fresh_teacher(args.model, args.size, args.members)

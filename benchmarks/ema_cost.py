@@ -13,12 +13,11 @@ two cores::
 from __future__ import annotations
 
 import argparse
-import tempfile
 from dataclasses import replace
 from functools import partial
 
 import torch
-from lightning_overhead import lightning_speed, random_batches
+from lightning_overhead import bench_config, lightning_speed, random_batches
 from rounds import alternating_rounds
 
 import binsort.models.callbacks as callbacks
@@ -47,23 +46,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     args = parser.parse_args()
 
-    cfg = TrainConfig(
-        weights=None,  # fresh weights: a step costs the same whatever the weights are
-        root=None,
-        model=args.model,
-        input_size=args.size,
-        batch=args.batch,
-        epochs=1,
+    cfg = bench_config(  # the fine-tuning recipe's optimiser
+        "ema-cost",
+        args.model,
+        args.size,
+        args.batch,
+        args.warmup + args.steps,
         opt="adamw",
         lr=2e-3,
         weight_decay=0.02,
         label_smoothing=0.1,
         channels_last=True,
-        accelerator="cpu",
-        devices="1",
-        limit_batches=args.warmup + args.steps,
-        out=tempfile.mkdtemp(prefix="binsort-bench-"),
-        name="ema-cost",
     )
     with_ema = replace(cfg, ema=True)
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)

@@ -53,6 +53,26 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
+def bench_config(name: str, model: str, size: int, batch: int, steps: int, **recipe) -> TrainConfig:
+    """A one-epoch CPU run of ``steps`` batches with fresh weights (a step costs the same
+    whatever the weights are), logging to a temporary folder rather than runs/; ``recipe``
+    holds the optimisation options the figures were measured with."""
+    return TrainConfig(
+        weights=None,
+        root=None,
+        model=model,
+        input_size=size,
+        batch=batch,
+        epochs=1,
+        accelerator="cpu",
+        devices="1",
+        limit_batches=steps,
+        out=tempfile.mkdtemp(prefix="binsort-bench-"),
+        name=name,
+        **recipe,
+    )
+
+
 def random_batches(batch: int, size: int, count: int) -> list:
     """``count`` seeded batches of random images and labels, held in memory."""
     generator = torch.Generator().manual_seed(0)
@@ -125,26 +145,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    out = tempfile.mkdtemp(prefix="binsort-bench-")  # logs and checkpoints of (a), not runs/
-    # The recipe of docs/benchmarks.md, on the CPU, at fp32.
-    cfg = TrainConfig(
-        weights=None,  # the from-scratch recipe these figures were measured with
-        root=None,
-        model=args.model,
-        input_size=args.size,
-        batch=args.batch,
-        epochs=1,
+    # The from-scratch recipe of docs/benchmarks.md, on the CPU, at fp32.
+    cfg = bench_config(
+        "lightning-overhead",
+        args.model,
+        args.size,
+        args.batch,
+        args.warmup + args.steps,
         opt="adamw",
         lr=2e-3,
         weight_decay=0.05,
         label_smoothing=0.1,
         channels_last=args.channels_last,
         precision="32-true",
-        accelerator="cpu",
-        devices="1",
-        limit_batches=args.warmup + args.steps,
-        out=out,
-        name="lightning-overhead",
     )
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     print(

@@ -146,6 +146,7 @@ def test_optimisation_options_act(image_folder, tmp_path):
     # EMA: the checkpoint's weights are the average, the raw ones are kept beside them.
     raw = last["current_model_state"]
     assert not torch.equal(raw["model.net.fc.weight"], last["state_dict"]["model.net.fc.weight"])
+    assert last["averaging_state"]["n_averaged"].item() == 2 * 3  # once per optimizer step
     # --freeze-epochs 1: after epoch 0 the backbone's parameters are the starting ones.
     (first,) = folder.glob("epoch000-*.ckpt")
     state = torch.load(first, weights_only=True)["current_model_state"]  # raw, not averaged

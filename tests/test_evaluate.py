@@ -61,6 +61,16 @@ def test_root_writes_table_report_json_and_figures(
         assert set(entry["roc_auc"]) == {"glass", "metal", "paper"}
         assert entry["images_per_second"] > 0
     assert metrics["models"][0]["parameters"] > 1_000_000
+    # How far to trust it: each accuracy's interval, and each model against the first, photo
+    # by photo (never more disagreements than images; none for the first model itself).
+    assert "95 % interval" in result.output and "1 vs 0: gains" in result.output
+    for entry in [*metrics["models"], metrics["ensemble"]]:
+        low, high = entry["accuracy_interval"]
+        assert 0 <= low <= entry["accuracy"] <= high <= 1
+    assert metrics["models"][0]["against_first"] is None
+    for entry in (metrics["models"][1], metrics["ensemble"]):
+        d = entry["against_first"]
+        assert d["gains"] + d["losses"] <= 9 and 0 < d["p_value"] <= 1
     for name in FIGURES:
         assert (out / name).stat().st_size > 1000, name
 

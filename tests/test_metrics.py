@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 
 from binsort.metrics import (
     accuracy,
+    accuracy_interval,
     averaged,
     confusion_matrix,
     expected_calibration_error,
@@ -18,6 +19,7 @@ from binsort.metrics import (
     fit_temperature,
     nll,
     one_vs_rest,
+    paired_difference,
     per_class,
     weighted_mean,
 )
@@ -251,3 +253,35 @@ def test_weighted_mean_counts_a_member_its_weight_times() -> None:
     # A stacked tensor and a list of members give the same mean, and rows still sum to 1.
     assert torch.equal(weighted_mean(list(probs), [2, 1, 1]), weighted_mean(probs, [2, 1, 1]))
     assert torch.allclose(weighted_mean(probs, [1, 1, 1]).sum(1), torch.ones(5))
+
+
+def test_accuracy_interval_is_wilsons():
+    """95 of 100 right: the Wilson interval by its formula, not symmetric about 0.95, and
+    inside [0, 1] even for a perfect score (where mean +- 1.96 SE collapses to a point)."""
+    labels = torch.zeros(100, dtype=torch.long)
+    preds = torch.cat([torch.zeros(95), torch.ones(5)]).long()
+    z, n, p = 1.959963984540054, 100, 0.95
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low, high = accuracy_interval(labels, preds)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-9)
+    assert high - 0.95 < 0.95 - low
+    low, high = accuracy_interval(labels, labels)
+    assert high == pytest.approx(1.0) and 0.95 < low < 1.0
+
+
+def test_paired_difference_counts_only_disagreements():
+    """Photos both models get right (or both wrong) do not count; McNemar's exact p for 0
+    against 3 disagreements is 2 * 0.5**3, for 5 against 5 it is 1."""
+    labels = torch.zeros(20, dtype=torch.long)
+    reference = torch.tensor([0] * 12 + [1] * 8)  # right on the first 12
+    other = torch.tensor([0] * 9 + [1] * 3 + [1] * 8)  # loses 3 of them, gains none
+    assert paired_difference(labels, reference, other) == {
+        "gains": 0,
+        "losses": 3,
+        "p_value": pytest.approx(0.25),
+    }
+    other = torch.tensor([0] * 7 + [1] * 5 + [0] * 5 + [1] * 3)
+    d = paired_difference(labels, reference, other)
+    assert (d["gains"], d["losses"], d["p_value"]) == (5, 5, pytest.approx(1.0))
+    assert paired_difference(labels, reference, reference)["p_value"] == 1.0

@@ -28,11 +28,13 @@ from binsort.leakage import check_disjoint, guard_overlap
 from binsort.metrics import (
     AVERAGES,
     accuracy,
+    accuracy_interval,
     averaged,
     confusion_matrix,
     expected_calibration_error,
     nll,
     one_vs_rest,
+    paired_difference,
     per_class,
     weighted_mean,
 )
@@ -143,18 +145,26 @@ def evaluate(
         s.temperature, s.weight = members[i].temperature, c.weight
         if calibrate:
             s.ece_before = expected_calibration_error(out.probs[count + i], labels)
+        if i:
+            s.against_first = paired_difference(
+                labels, out.probs[0].argmax(1), out.probs[i].argmax(1)
+            )
         rows.append(s)
     ens = None
     ensemble_rows = slice(2 * count, 3 * count) if calibrate else slice(0, count)
+    ensemble_probs = weighted_mean(out.probs[ensemble_rows], weights)
     if ensemble:
         ens = score(
             "ensemble",
             ensemble_label(candidates),
             sum(c.parameters for c in candidates),
-            weighted_mean(out.probs[ensemble_rows], weights),
+            ensemble_probs,
             labels,
             classes,
             sum(out.seconds[:count]),
+        )
+        ens.against_first = paired_difference(
+            labels, out.probs[0].argmax(1), ensemble_probs.argmax(1)
         )
         if calibrate:
             before = weighted_mean(out.probs[count : 2 * count], weights)
@@ -162,10 +172,7 @@ def evaluate(
             ens.temperature = ensemble_scale
     if report_model is None and not ensemble:
         report_model = 0
-    if report_model is None:
-        report_probs = weighted_mean(out.probs[ensemble_rows], weights)
-    else:
-        report_probs = out.probs[report_model]
+    report_probs = ensemble_probs if report_model is None else out.probs[report_model]
     return Evaluation(
         classes=classes,
         images=images,
@@ -200,6 +207,7 @@ def score(
         arch=arch,
         parameters=parameters,
         accuracy=accuracy(labels, preds),
+        accuracy_interval=accuracy_interval(labels, preds),
         precision={a: v["precision"] for a, v in by_avg.items()},
         recall={a: v["recall"] for a, v in by_avg.items()},
         f1={a: v["f1"] for a, v in by_avg.items()},

@@ -94,6 +94,28 @@ def results_table(result: Evaluation, wide: bool = True) -> Table:
     return table
 
 
+def uncertainty_text(result: Evaluation) -> str:
+    """How far to trust the table: each accuracy's 95 % interval and, with two or more models,
+    each one against the first, photo by photo."""
+    scored = [(str(i), s) for i, s in enumerate(result.rows)]
+    if result.ensemble is not None:
+        scored.append(("ensemble", result.ensemble))
+    intervals = ", ".join(
+        f"{label} {_pct(s.accuracy_interval[0])}-{_pct(s.accuracy_interval[1])}"
+        for label, s in scored
+        if s.accuracy_interval is not None
+    )
+    lines = [f"Accuracy, 95 % interval (Wilson), in %: {intervals}"]
+    for label, s in scored:
+        d = s.against_first
+        if d is not None:
+            lines.append(
+                f"  {label} vs 0: gains {d['gains']}, loses {d['losses']} images "
+                f"(McNemar p = {d['p_value']:.2f})"
+            )
+    return "\n".join(lines)
+
+
 def steps_table(selection: Selection) -> Table:
     """Greedy ensemble selection, one row per step; the kept steps are marked."""
     table = Table(title="Greedy selection (validation set)", title_justify="left")

@@ -41,6 +41,9 @@ class Scores:
     temperature: float | None = None
     ece_before: float | None = None  # before calibration, when --calibrate
     weight: int = 1
+    accuracy_interval: tuple[float, float] | None = None  # 95 %, Wilson
+    # Against the first model, photo by photo: metrics.paired_difference (None for model 0).
+    against_first: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -117,7 +117,7 @@ def evaluate(
     overlap with training images, missing folder); 2 a bad option.
     """
     from binsort.evaluate import evaluate as run_evaluation
-    from binsort.reporting import check_outputs, results_table, write_outputs
+    from binsort.reporting import check_outputs, results_table, uncertainty_text, write_outputs
 
     with user_errors():
         check_outputs(out, force)  # before minutes of scoring, not after
@@ -143,6 +143,7 @@ def evaluate(
         written = write_outputs(result, out)
     print_warnings(result.warnings)
     console.print(results_table(result, wide=console.width >= 100))
+    console.print(uncertainty_text(result), highlight=False, markup=False)
     console.print(f"\nClassification report: {result.report_scores.name}", highlight=False)
     console.print(result.report, highlight=False, markup=False)
     skipped = result.images.skipped

@@ -152,7 +152,9 @@ def evaluate(
         rows.append(s)
     ens = None
     ensemble_rows = slice(2 * count, 3 * count) if calibrate else slice(0, count)
-    ensemble_probs = weighted_mean(out.probs[ensemble_rows], weights)
+    # The mean is taken only with --ensemble (or for a report of it): without it, a calibrated
+    # evaluation has not run the members' third, ensemble-calibrated copies it averages.
+    ensemble_probs = weighted_mean(out.probs[ensemble_rows], weights) if ensemble else None
     if ensemble:
         ens = score(
             "ensemble",
@@ -172,7 +174,7 @@ def evaluate(
             ens.temperature = ensemble_scale
     if report_model is None and not ensemble:
         report_model = 0
-    report_probs = ensemble_probs if report_model is None else out.probs[report_model]
+    report_probs = out.probs[report_model] if report_model is not None else ensemble_probs
     return Evaluation(
         classes=classes,
         images=images,

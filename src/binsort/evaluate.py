@@ -137,6 +137,7 @@ def evaluate(
 
     out = run_models(members, images, tta, batch_size, workers, progress)
     labels = torch.tensor(images.labels)
+    first = out.probs[0].argmax(1)  # every other row and the ensemble are compared with it
     rows = []
     for i, c in enumerate(candidates):
         s = score(
@@ -146,16 +147,14 @@ def evaluate(
         if calibrate:
             s.ece_before = expected_calibration_error(out.probs[count + i], labels)
         if i:
-            s.against_first = paired_difference(
-                labels, out.probs[0].argmax(1), out.probs[i].argmax(1)
-            )
+            s.against_first = paired_difference(labels, first, out.probs[i].argmax(1))
         rows.append(s)
-    ens = None
-    ensemble_rows = slice(2 * count, 3 * count) if calibrate else slice(0, count)
-    # The mean is taken only with --ensemble (or for a report of it): without it, a calibrated
-    # evaluation has not run the members' third, ensemble-calibrated copies it averages.
-    ensemble_probs = weighted_mean(out.probs[ensemble_rows], weights) if ensemble else None
+    ens = ensemble_probs = None
     if ensemble:
+        # Only with --ensemble: without it, a calibrated evaluation has not run the members'
+        # third, ensemble-calibrated copies that this mean averages.
+        ensemble_rows = slice(2 * count, 3 * count) if calibrate else slice(0, count)
+        ensemble_probs = weighted_mean(out.probs[ensemble_rows], weights)
         ens = score(
             "ensemble",
             ensemble_label(candidates),
@@ -165,9 +164,7 @@ def evaluate(
             classes,
             sum(out.seconds[:count]),
         )
-        ens.against_first = paired_difference(
-            labels, out.probs[0].argmax(1), ensemble_probs.argmax(1)
-        )
+        ens.against_first = paired_difference(labels, first, ensemble_probs.argmax(1))
         if calibrate:
             before = weighted_mean(out.probs[count : 2 * count], weights)
             ens.ece_before = expected_calibration_error(before, labels)

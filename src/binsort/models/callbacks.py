@@ -146,7 +146,7 @@ def ema_average(decay: float):
     exponential moving average whose decay warms up.
 
     With a fixed decay d the average keeps a share d**n of the first step's weights after n
-    steps: 0.999 over an 8-epoch fine-tune of TrashNet (about 800 steps) leaves 45 % of the
+    steps: 0.999 over an 8-epoch fine-tune of TrashNet (about 820 steps) leaves 44 % of the
     average on weights that had barely left ImageNet. The decay here is (1 + n) / (10 + n),
     capped at d, as in TensorFlow's and timm's EMA, so early in a run the average follows the
     recent weights and ``--ema-decay`` only governs long runs.

@@ -16,6 +16,7 @@ Use it from Python like the CLI does::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,7 +381,7 @@ class TrainConfig:
     @property
     def val_size(self) -> int:
         """The size the model is validated, and afterwards used, at."""
-        return self.eval_size or self.input_size
+        return val_size_of(vars(self))
 
     @property
     def effective_split_seed(self) -> int:
@@ -401,6 +402,12 @@ class TrainConfig:
         if unknown:
             raise BinsortError(f"unknown training options: {', '.join(unknown)}")
         return cls(**data)
+
+
+def val_size_of(config: Mapping[str, Any]) -> int:
+    """--eval-size, else --input-size, of a configuration as a checkpoint records it (a
+    checkpoint from before --eval-size has none)."""
+    return config.get("eval_size") or config["input_size"]
 
 
 def dash(name: str) -> str:

@@ -38,7 +38,7 @@ from binsort.metrics import (
     per_class,
     weighted_mean,
 )
-from binsort.models.checkpoint import source_file
+from binsort.models.checkpoint import calibrated_tta, source_file
 from binsort.models.onnx_member import OnnxModule
 from binsort.results import Evaluation, Scores
 from binsort.runner import Progress, calibrate_members, run_models, temperature_warnings
@@ -47,15 +47,16 @@ from binsort.runner import Progress, calibrate_members, run_models, temperature_
 def _other_views(candidates: list, tta: str) -> list[str]:
     """A warning per file whose temperatures were fitted for other views than ``tta``: its
     ECE and NLL here are not those of the calibration it carries."""
-    fitted: dict[str, str] = {}
+    by_file: dict[str, list] = {}
     for c in candidates:
-        m = c.member
-        if not isinstance(m.model, OnnxModule) and m.temperature != 1.0 and m.tta != tta:
-            fitted.setdefault(str(source_file(m.path)), m.tta)
+        if not isinstance(c.member.model, OnnxModule):
+            by_file.setdefault(str(source_file(c.member.path)), []).append(c.member)
+    fitted = {path: calibrated_tta(members) for path, members in by_file.items()}
     return [
         f"{path}: its temperatures were fitted for --tta {views} (ensemble --calibrate --tta); "
         f"scored here with --tta {tta}, so its confidences are not calibrated for these views"
         for path, views in fitted.items()
+        if views is not None and views != tta
     ]
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from binsort.config import TTA_MODES, input_size_ok
+from binsort.config import TTA_MODES, input_size_ok, val_size_of
 from binsort.errors import BinsortError
 from binsort.files import replacing
 from binsort.models.factory import build_model
@@ -151,8 +151,9 @@ def _build(
             f"{path}: weights do not fit {config['model']}: {detail[:200]}"
         ) from None
     model.eval()
-    size = config.get("eval_size") or config["input_size"]
-    return LoadedModel(model, config["model"], classes, int(size), path, hparams, **extra)
+    return LoadedModel(
+        model, config["model"], classes, int(val_size_of(config)), path, hparams, **extra
+    )
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:

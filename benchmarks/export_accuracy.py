@@ -5,7 +5,7 @@ Runs ONNX files of one model on the same images (a run's recorded test list, rea
 difference from the first file and how many answers differ from the first file's.
 
     python benchmarks/export_accuracy.py fp32.onnx half.onnx int8.onnx \
-        --split docs/trashnet-split.json --root ../shared/data/trashnet
+        --split docs/trashnet-split.json --root data/trashnet
 """
 
 from __future__ import annotations

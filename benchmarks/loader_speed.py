@@ -9,7 +9,7 @@ the OS file cache holds them, as after a first epoch): below 1, training waits f
 loading runs on other cores than the model.
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/loader_speed.py \
-        --roots ../shared/data/trashnet data/trashnet160 --workers 0 1
+        --roots data/trashnet data/trashnet160 --workers 0 1
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def loader_speed(cfg: TrainConfig, warmup: int, batches: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--roots", nargs="+", default=["../shared/data/trashnet", "data/trashnet160"]
+        "--roots", nargs="+", default=["data/trashnet", "data/trashnet160"]
     )
     parser.add_argument("--model", default="mobilenet_v3_small")
     parser.add_argument("--size", type=int, default=128)

@@ -8,7 +8,7 @@ with ``reducing_gap`` and can spread files over worker processes. After one unti
 each, rounds alternate which side goes first; the figures are the means over rounds.
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/resize_speed.py \
-        --src ../shared/data/trashnet --images 300 --size 160 --workers 1
+        --src data/trashnet --images 300 --size 160 --workers 1
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def binsort_resize(src: Path, dst: Path, size: int, workers: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", default="../shared/data/trashnet")
+    parser.add_argument("--src", default="data/trashnet")
     parser.add_argument("--images", type=int, default=300, help="size of the subset")
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--workers", type=int, default=1, help="resize_folder's processes")

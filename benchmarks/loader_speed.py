@@ -75,9 +75,7 @@ def loader_speed(cfg: TrainConfig, warmup: int, batches: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--roots", nargs="+", default=["data/trashnet", "data/trashnet160"]
-    )
+    parser.add_argument("--roots", nargs="+", default=["data/trashnet", "data/trashnet160"])
     parser.add_argument("--model", default="mobilenet_v3_small")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)

@@ -98,16 +98,18 @@ def test_ddp_on_two_cpu_processes_logs_the_whole_validation_accuracy(tmp_path: P
 @pytest.mark.slow
 def test_freeze_epochs_under_ddp_train_the_head_first(tmp_path: Path) -> None:
     """DDP fixes the parameters it reduces when it wraps the model: the head-only phase keeps
-    every gradient through the reduction and drops the backbone's before the step."""
+    every gradient through the reduction and drops the backbone's before the step. The stem
+    and first stage (--freeze-stages 1) never ask for one, so DDP leaves them out."""
     from binsort.models.factory import build_model
 
     root = make_image_folder(tmp_path / "images", per_class=8, size=(24, 24))
     start = tmp_path / "start.pt"
-    torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
+    torch.save(build_model("timm/resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
     argv = [
         *("train", "--root", str(root), "--out", str(tmp_path / "runs"), "--name", "freeze"),
-        *("--model", "resnet18", "--weights", str(start), "--input-size", "16"),
+        *("--model", "timm/resnet18", "--weights", str(start), "--input-size", "16"),
         *("--batch", "4", "--workers", "0", "--epochs", "2", "--freeze-epochs", "1"),
+        "--freeze-stages=1",
         *("--split", "0.25", "--save-top-k", "-1", "--warmup-epochs", "0"),
         *("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"),
     ]
@@ -135,6 +137,9 @@ def test_freeze_epochs_under_ddp_train_the_head_first(tmp_path: Path) -> None:
     assert all(torch.equal(first[k], initial[k]) for k in backbone)  # frozen in epoch 0
     assert not torch.equal(first["fc.weight"], second["fc.weight"])
     assert any(not torch.equal(second[k], initial[k]) for k in backbone)  # learning in epoch 1
+    fixed = [k for k in backbone if k.startswith(("conv1.", "bn1.", "layer1."))]
+    assert fixed and all(torch.equal(second[k], initial[k]) for k in fixed)
+    assert not torch.equal(second["layer2.0.conv1.weight"], initial["layer2.0.conv1.weight"])
 
 
 # Batch-norm statistics change in any training epoch; they are not parameters.

@@ -156,6 +156,40 @@ def test_optimisation_options_act(image_folder, tmp_path):
     assert not torch.equal(last["state_dict"]["model.net.conv1.weight"], initial["conv1.weight"])
 
 
+def test_freeze_stages_keep_the_stem_and_first_stages_as_they_started(image_folder, tmp_path):
+    """Weights and batch-norm statistics of the stem and stage 1 never move, through a
+    head-only epoch (--freeze-epochs) and the epoch after it; the later stages learn."""
+    from binsort.models.factory import build_model
+
+    start = tmp_path / "start.pt"
+    torch.save(build_model("timm/resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
+    base = ("--model", "timm/resnet18", "--weights", str(start), "--epochs", "2")
+    result = train(image_folder, tmp_path, *base, "--freeze-stages", "1", "--freeze-epochs", "1")
+    assert result.exit_code == 0, result.output
+    last = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    state, initial = last["state_dict"], torch.load(start, weights_only=True)
+    for name in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.1.conv2.weight",
+        "layer1.0.bn1.running_var",
+    ):
+        assert torch.equal(state[f"model.net.{name}"], initial[name]), name
+    for name in ("layer2.0.conv1.weight", "layer2.0.bn1.running_mean", "layer4.1.conv2.weight"):
+        assert not torch.equal(state[f"model.net.{name}"], initial[name]), name
+    assert last["hyper_parameters"]["config"]["freeze_stages"] == 1
+    assert "eval mode" not in result.output  # Lightning's warning: the stages are so on purpose
+
+    too_many = train(image_folder, tmp_path, *base, "--freeze-stages", "4")
+    assert too_many.exit_code == 1 and "Traceback" not in too_many.output
+    assert "timm/resnet18 has 4 stages after its stem; choose from 0 to 3" in " ".join(
+        too_many.output.split()
+    )
+    torchvision = train(image_folder, tmp_path, "--freeze-stages", "1")
+    assert torchvision.exit_code == 1
+    assert "--freeze-stages needs a timm model" in " ".join(torchvision.output.split())
+
+
 def test_checkpoint_and_early_stop_options(image_folder, tmp_path):
     result = train(
         image_folder,

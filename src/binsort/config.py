@@ -177,6 +177,12 @@ class TrainConfig:
         MODEL,
     )
     freeze_epochs: int = _opt(0, "Train only the classifier head for this many epochs.", MODEL)
+    freeze_stages: int = _opt(
+        0,
+        "Keep the stem and first N stages of a timm backbone (timm's grouping) as the weights "
+        "left them for the whole run: no backward pass through them, so steps are cheaper.",
+        MODEL,
+    )
     probe: bool = _opt(
         False,
         "Before training, fit the new head as a logistic regression on the pretrained "
@@ -325,6 +331,7 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.folds == 0 or self.folds >= 2, "--folds must be 0 (off) or at least 2"),
             (self.batch >= 1, "--batch must be at least 1"),
+            (self.freeze_stages >= 0, "--freeze-stages cannot be negative"),
             (self.input_size >= MIN_INPUT, f"--input-size must be at least {MIN_INPUT} pixels"),
             (
                 self.eval_size is None or MIN_INPUT <= self.eval_size <= MAX_INPUT,

@@ -515,3 +515,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # --cache's augmentation hook lives in the module on purpose (it runs on the device).
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    # --freeze-stages keeps its modules in eval mode on purpose (their batch-norm statistics).
+    warnings.filterwarnings(
+        "ignore", message=".*module\\(s\\) in eval mode at the start of training.*"
+    )

@@ -27,6 +27,7 @@ from binsort.data.transforms import batch_mixer
 from binsort.models.factory import build_model, head_prefixes
 from binsort.models.optim import apply_options, build_optimizer, build_schedulers, param_groups
 from binsort.models.probe import ProbeResult, features, fit_head, head_module
+from binsort.models.stages import frozen_stages
 from binsort.models.teacher import Teacher, distillation_loss
 from binsort.seeding import mix
 
@@ -48,6 +49,12 @@ class Classifier(L.LightningModule):
         num_classes = len(classes)
         self.model = build_model(self.cfg.model, num_classes, mean, std, self.cfg.input_size)
         self.head = head_prefixes(self.model.net, num_classes)
+        # --freeze-stages: a plain list, so the modules are not registered twice.
+        self.fixed = frozen_stages(
+            self.model.net, self.cfg.model, self.cfg.freeze_stages, self.head
+        )
+        for module in self.fixed:
+            module.requires_grad_(False).eval()  # eval: batch-norm statistics stay too
         weight = None
         if self.cfg.class_weights and class_counts:
             counts = torch.tensor(class_counts, dtype=torch.float32).clamp(min=1)
@@ -69,6 +76,14 @@ class Classifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        # Lightning also sets modules' modes directly, back to what it found before
+        # validation, which is why the modules start in eval mode too.
+        for module in self.fixed:
+            module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.channels_last:
@@ -140,10 +155,13 @@ class Classifier(L.LightningModule):
         return self.current_epoch < self.cfg.freeze_epochs
 
     def _backbone(self) -> list[nn.Parameter]:
+        """What --freeze-epochs freezes for a while: all but the head (and --freeze-stages'
+        modules, frozen throughout)."""
+        fixed = {id(p) for module in self.fixed for p in module.parameters()}
         return [
             param
             for name, param in self.model.net.named_parameters()
-            if not name.startswith(tuple(self.head))
+            if not name.startswith(tuple(self.head)) and id(param) not in fixed
         ]
 
     def _apply_freeze(self) -> None:

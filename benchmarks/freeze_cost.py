@@ -1,0 +1,65 @@
+"""What ``binsort train --freeze-stages N`` saves: training images/s with the stem and first N
+stages frozen against none.
+
+All sides are ``binsort train``'s module and Trainer (``lightning_overhead.lightning_speed``) on
+the same pre-made batches of random tensors held in memory, so data loading is out of the
+comparison; the fine-tuning recipe's optimiser (AdamW). Rounds alternate the order. About four
+minutes on the two cores::
+
+    python benchmarks/freeze_cost.py --model tf_efficientnet_lite0 --size 224 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from functools import partial
+
+import torch
+from lightning_overhead import bench_config, lightning_speed, random_batches
+from rounds import alternating_rounds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
+    args = parser.parse_args()
+
+    cfg = bench_config(  # the fine-tuning recipe's optimiser
+        "freeze-cost",
+        args.model,
+        args.size,
+        args.batch,
+        args.warmup + args.steps,
+        opt="adamw",
+        lr=2e-3,
+        weight_decay=0.02,
+        label_smoothing=0.1,
+        channels_last=True,
+    )
+    batches = random_batches(args.batch, args.size, args.warmup + args.steps)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
+        f"{args.size}px, batch {args.batch}, fp32 + channels-last, {args.warmup} warm-up + "
+        f"{args.steps} timed steps",
+        flush=True,
+    )
+    sides = {
+        n: partial(lightning_speed, replace(cfg, freeze_stages=n), batches, args.warmup, args.steps)
+        for n in [0, *args.stages]
+    }
+    means = alternating_rounds(sides, args.rounds)
+    for n, speed in means.items():
+        print(
+            f"--freeze-stages {n}  {speed:8.1f} images/s  {speed / means[0]:5.2f}x the speed of 0"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -185,9 +185,12 @@ def test_freeze_stages_keep_the_stem_and_first_stages_as_they_started(image_fold
     assert "timm/resnet18 has 4 stages after its stem; choose from 0 to 3" in " ".join(
         too_many.output.split()
     )
-    torchvision = train(image_folder, tmp_path, "--freeze-stages", "1")
+    torchvision = train(image_folder, tmp_path, "--freeze-stages", "1", "--weights", str(start))
     assert torchvision.exit_code == 1
     assert "--freeze-stages needs a timm model" in " ".join(torchvision.output.split())
+    scratch = train(image_folder, tmp_path, "--model", "timm/resnet18", "--freeze-stages", "1")
+    assert scratch.exit_code == 1
+    assert "--freeze-stages needs starting weights" in " ".join(scratch.output.split())
 
 
 def test_checkpoint_and_early_stop_options(image_folder, tmp_path):

@@ -332,6 +332,11 @@ class TrainConfig:
             (self.folds == 0 or self.folds >= 2, "--folds must be 0 (off) or at least 2"),
             (self.batch >= 1, "--batch must be at least 1"),
             (self.freeze_stages >= 0, "--freeze-stages cannot be negative"),
+            (
+                self.freeze_stages == 0 or self.weights is not None,
+                "--freeze-stages needs starting weights (--weights): frozen stages would keep "
+                "their random start",
+            ),
             (self.input_size >= MIN_INPUT, f"--input-size must be at least {MIN_INPUT} pixels"),
             (
                 self.eval_size is None or MIN_INPUT <= self.eval_size <= MAX_INPUT,

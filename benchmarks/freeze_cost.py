@@ -16,33 +16,20 @@ from dataclasses import replace
 from functools import partial
 
 import torch
-from lightning_overhead import bench_config, lightning_speed, random_batches
+from lightning_overhead import (
+    finetune_config,
+    finetune_step_args,
+    lightning_speed,
+    random_batches,
+)
 from rounds import alternating_rounds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tf_efficientnet_lite0")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
-    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
-    args = parser.parse_args()
-
-    cfg = bench_config(  # the fine-tuning recipe's optimiser
-        "freeze-cost",
-        args.model,
-        args.size,
-        args.batch,
-        args.warmup + args.steps,
-        opt="adamw",
-        lr=2e-3,
-        weight_decay=0.02,
-        label_smoothing=0.1,
-        channels_last=True,
-    )
+    args = finetune_step_args(parser)
+    cfg = finetune_config("freeze-cost", args)
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "

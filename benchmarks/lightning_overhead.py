@@ -53,12 +53,15 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def bench_config(name: str, model: str, size: int, batch: int, steps: int, **recipe) -> TrainConfig:
-    """A one-epoch CPU run of ``steps`` batches with fresh weights (a step costs the same
-    whatever the weights are), logging to a temporary folder rather than runs/; ``recipe``
-    holds the optimisation options the figures were measured with."""
+def bench_config(
+    name: str, model: str, size: int, batch: int, steps: int, weights: str | None = None, **recipe
+) -> TrainConfig:
+    """A one-epoch CPU run of ``steps`` batches, logging to a temporary folder rather than
+    runs/; ``recipe`` holds the optimisation options the figures were measured with. The
+    weights stay fresh (a step costs the same whatever they are): ``weights`` only chooses the
+    recipe the options left unset take, fine-tuning or from scratch, as in ``binsort train``."""
     return TrainConfig(
-        weights=None,
+        weights=weights,
         root=None,
         model=model,
         input_size=size,
@@ -70,6 +73,26 @@ def bench_config(name: str, model: str, size: int, batch: int, steps: int, **rec
         out=tempfile.mkdtemp(prefix="binsort-bench-"),
         name=name,
         **recipe,
+    )
+
+
+def finetune_step_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options of the benchmarks that time fine-tuning steps of Lite0, parsed."""
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
+    return parser.parse_args()
+
+
+def finetune_config(name: str, args: argparse.Namespace) -> TrainConfig:
+    """``bench_config`` with the fine-tuning recipe (``train --weights``'s defaults) and
+    channels-last, for ``finetune_step_args``' options."""
+    steps = args.warmup + args.steps
+    return bench_config(
+        name, args.model, args.size, args.batch, steps, weights="imagenet", channels_last=True
     )
 
 

@@ -16,9 +16,9 @@ import argparse
 from dataclasses import replace
 from functools import partial
 
-import torch
 from lightning_overhead import (
     finetune_config,
+    finetune_setting,
     finetune_step_args,
     lightning_speed,
     random_batches,
@@ -47,12 +47,7 @@ def main() -> None:
     cfg = finetune_config("ema-cost", args)
     with_ema = replace(cfg, ema=True)
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
-        f"{args.size}px, batch {args.batch}, fp32 + channels-last, {args.warmup} warm-up + "
-        f"{args.steps} timed steps",
-        flush=True,
-    )
+    print(finetune_setting(args), flush=True)
     means = alternating_rounds(
         {
             "no EMA": partial(lightning_speed, cfg, batches, args.warmup, args.steps),

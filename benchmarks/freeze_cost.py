@@ -15,9 +15,9 @@ import argparse
 from dataclasses import replace
 from functools import partial
 
-import torch
 from lightning_overhead import (
     finetune_config,
+    finetune_setting,
     finetune_step_args,
     lightning_speed,
     random_batches,
@@ -31,12 +31,7 @@ def main() -> None:
     args = finetune_step_args(parser)
     cfg = finetune_config("freeze-cost", args)
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
-        f"{args.size}px, batch {args.batch}, fp32 + channels-last, {args.warmup} warm-up + "
-        f"{args.steps} timed steps",
-        flush=True,
-    )
+    print(finetune_setting(args), flush=True)
     sides = {
         n: partial(lightning_speed, replace(cfg, freeze_stages=n), batches, args.warmup, args.steps)
         for n in [0, *args.stages]

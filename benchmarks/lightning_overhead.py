@@ -96,6 +96,15 @@ def finetune_config(name: str, args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def finetune_setting(args: argparse.Namespace) -> str:
+    """The line that says what ``finetune_step_args``' figures were measured on."""
+    return (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
+        f"{args.size}px, batch {args.batch}, fp32 + channels-last, {args.warmup} warm-up + "
+        f"{args.steps} timed steps"
+    )
+
+
 def random_batches(batch: int, size: int, count: int) -> list:
     """``count`` seeded batches of random images and labels, held in memory."""
     generator = torch.Generator().manual_seed(0)

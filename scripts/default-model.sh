@@ -58,19 +58,19 @@ if [ "$step" = pack ] || [ "$step" = all ]; then
   member() {
     "$python" - "$(best "$1")" "$(best "$1b")" <<'PY'
 import sys
-from binsort.config import TrainConfig
+from binsort.config import val_size_of
 from binsort.models.serialization import safe_load
 
-def val_loss(path):
-    states = safe_load(path)["callbacks"].values()
-    return min(float(s["best_model_score"]) for s in states if s.get("monitor") == "val_loss")
-
-def val_size(path):
-    return TrainConfig.from_dict(safe_load(path)["hyper_parameters"]["config"]).val_size
+def scores(path):
+    """Validation size and best validation loss, from one read of the checkpoint."""
+    data = safe_load(path)
+    states = data["callbacks"].values()
+    loss = min(float(s["best_model_score"]) for s in states if s.get("monitor") == "val_loss")
+    return val_size_of(data["hyper_parameters"]["config"]), loss
 
 first, second = sys.argv[1:]
-same_size = val_size(first) == val_size(second)
-print(min((first, second), key=val_loss) if same_size else second)
+(size1, loss1), (size2, loss2) = scores(first), scores(second)
+print(first if size1 == size2 and loss1 <= loss2 else second)
 PY
   }
   chosen=()

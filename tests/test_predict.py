@@ -113,6 +113,30 @@ def test_json_to_file(checkpoint: Path, photos: Path, tmp_path: Path) -> None:
         assert row["error"] is None
 
 
+def test_output_never_replaces_a_file_unasked(
+    checkpoint: Path, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.csv"
+    out.write_text("the user's own notes")
+    result = run_predict(photos, "-m", checkpoint, "-o", out)
+    assert result.exit_code == 1 and f"{out} exists; pass --force" in result.output
+    assert out.read_text() == "the user's own notes"
+    result = run_predict(photos, "-m", checkpoint, "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("path,")
+    # A photo being classified is never the output, --force or not.
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes((photos / "glass" / "glass_000.jpg").read_bytes())
+    before = photo.read_bytes()
+    result = run_predict(photo, "-m", checkpoint, "-f", "json", "-o", photo, "--force")
+    assert result.exit_code == 1 and "is one of the photos to classify" in result.output
+    assert photo.read_bytes() == before
+    for bad, message in [(tmp_path, "is a folder"), (tmp_path / "no" / "r.csv", "no such folder")]:
+        result = run_predict(photos, "-m", checkpoint, "-f", "csv", "-o", bad)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output
+
+
 def test_uncertain_shows_two_bins(checkpoint: Path, photos: Path) -> None:
     args = (photos / "metal", "-m", checkpoint, "--min-confidence", "0.99")
     table = run_predict(*args)

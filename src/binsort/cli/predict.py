@@ -21,6 +21,7 @@ from binsort.cli._common import (
     EXIT_PARTIAL,
     BinsOption,
     ModelOption,
+    ReplaceOutput,
     console,
     err_console,
     user_errors,
@@ -86,6 +87,7 @@ def predict(
             rich_help_panel="Output",
         ),
     ] = None,
+    force: ReplaceOutput = False,
     sort_into: Annotated[
         Path | None,
         typer.Option(
@@ -138,6 +140,7 @@ def predict(
             tta,
             fmt,
             output,
+            force,
             batch,
             workers,
             sort_into,
@@ -148,7 +151,19 @@ def predict(
 
 
 def _run(
-    paths, model, bins, top_k, min_confidence, tta, fmt, output, batch, workers, sort_into, sort_by
+    paths,
+    model,
+    bins,
+    top_k,
+    min_confidence,
+    tta,
+    fmt,
+    output,
+    force,
+    batch,
+    workers,
+    sort_into,
+    sort_by,
 ) -> int:
     """Classify and write (and copy, with --sort-into); returns the number of photos that failed."""
     from binsort.bins import load_bin_map
@@ -174,6 +189,8 @@ def _run(
             path, reason = left_out[0]
             why = f" ({len(left_out)} file(s) left out, e.g. {path}: {reason})"
         raise BinsortError(f"no photos found in {', '.join(map(str, paths))}{why}")
+    if output is not None:
+        _check_output(output, force, photos)
     loaded = load_model(model, photos=len(photos))
     classes = loaded.classes
     bin_map = load_bin_map(bins, classes=classes)
@@ -240,6 +257,21 @@ def _choose_format(fmt: str | None, output: Path | None) -> str:
     if fmt == "table" and output is not None:
         raise BinsortError("--output needs --format csv or json (the table is for reading)")
     return fmt
+
+
+def _check_output(output: Path, force: bool, photos: list[Path]) -> None:
+    """Refuse, before the model loads, an --output that would replace a file without --force,
+    or one of the photos being classified even with it."""
+    if output.is_dir():
+        raise BinsortError(f"--output {output} is a folder; name a file such as results.csv")
+    if not output.parent.is_dir():
+        raise BinsortError(f"{output.parent}: no such folder")
+    if output.exists():
+        target = output.resolve()
+        if any(photo.resolve() == target for photo in photos):
+            raise BinsortError(f"--output {output} is one of the photos to classify")
+        if not force:
+            raise BinsortError(f"{output} exists; pass --force to replace it")
 
 
 @contextlib.contextmanager

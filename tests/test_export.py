@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from binsort.bins import load_bin_map
 from binsort.cli import app
 from binsort.data.images import open_rgb
 from binsort.data.transforms import eval_transform
@@ -25,7 +26,7 @@ from binsort.evaluate import evaluate
 from binsort.export import HALF_TOLERANCE, INT8_TOLERANCE, export_onnx
 from binsort.models.checkpoint import load_members, save_ensemble
 from binsort.onnx_model import OnnxModel, describe_members, to_batch
-from binsort.predict import TorchModel
+from binsort.predict import TorchModel, predict_photos
 from conftest import make_image_folder
 
 runner = CliRunner()
@@ -460,6 +461,15 @@ def test_evaluate_scores_an_onnx_file_whose_members_take_two_sizes(
         images = [open_rgb(result.images.root / path) for path, _ in result.images.samples]
         expected = OnnxModel(exported).probabilities(images, tta=tta)
         assert result.report_probs.numpy() == pytest.approx(expected, abs=1e-5)
+        # predict, file or ensemble: each member resizes the decoded photo once (no 32-px
+        # copy in between for the 24-px member).
+        for model in (OnnxModel(exported), TorchModel(mixed_ensemble)):
+            assert model.input_sizes == [24, 32]
+            paths = [result.images.root / path for path, _ in result.images.samples]
+            bins = load_bin_map("psu", classes=model.classes)
+            rows = predict_photos(paths, model, bins, top_k=len(model.classes), tta=tta)
+            got = [[dict(row.top)[c] for c in model.classes] for row in rows]
+            assert np.array(got) == pytest.approx(expected, abs=1e-4)
     argv = ["evaluate", str(exported), "--root", str(photos), "-o", str(tmp_path / "eval")]
     assert runner.invoke(app, argv).exit_code == 0
 

@@ -86,7 +86,8 @@ class TorchModel:
         # An ensemble calibrated with --tta answers with those views; a checkpoint with none.
         self.tta = calibrated_tta(self.members) or "none"
         self.classes = self.members[0].classes
-        self.input_size = max(m.input_size for m in self.members)
+        self.input_sizes = sorted({m.input_size for m in self.members})
+        self.input_size = self.input_sizes[-1]
 
     def describe(self) -> str:
         return describe_members(self.path.name, [m.arch for m in self.members])
@@ -193,9 +194,14 @@ def predict_photos(
 
 def _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta):
     classes = model.classes
-    for items in _decoded_batches(photos, batch, workers, model.input_size):
-        # Non-photos (binsort.screening) are not shown to the model at all.
-        items = [(p, im, screen(im) if isinstance(im, Image.Image) else None) for p, im in items]
+    size, shrink = model.input_size, len(model.input_sizes) == 1
+    for items in _decoded_batches(photos, batch, workers, size, shrink):
+        # Non-photos (binsort.screening) are not shown to the model at all; screened at the
+        # size the (largest) member sees them.
+        items = [
+            (p, im, screen(resize_shorter(im, size)) if isinstance(im, Image.Image) else None)
+            for p, im in items
+        ]
         images = [im for _, im, why in items if isinstance(im, Image.Image) and why is None]
         probs = model.probabilities(images, tta=tta).tolist() if images else []
         rows = iter(probs)
@@ -242,19 +248,19 @@ def _decide(
 
 
 def _decoded_batches(
-    photos: Iterable[str | Path], batch: int, workers: int, size: int
+    photos: Iterable[str | Path], batch: int, workers: int, size: int, shrink: bool
 ) -> Iterator[list[tuple[Path, Image.Image | str]]]:
     """Batches of (path, image or reason); the next batch decodes while this one is used."""
     chunks = _chunks(map(Path, photos), batch)
     if workers == 0:
         for chunk in chunks:
-            yield [(p, _load(p, size)) for p in chunk]
+            yield [(p, _load(p, size, shrink)) for p in chunk]
         return
     pool = ThreadPoolExecutor(workers, thread_name_prefix="binsort-decode")
     try:
         pending = None
         for chunk in chunks:
-            submitted = [(p, pool.submit(_load, p, size)) for p in chunk]
+            submitted = [(p, pool.submit(_load, p, size, shrink)) for p in chunk]
             if pending is not None:
                 yield [(p, future.result()) for p, future in pending]
             pending = submitted
@@ -270,15 +276,17 @@ def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
         yield chunk
 
 
-def _load(path: Path, size: int) -> Image.Image | str:
-    """The photo with its shorter side at ``size``, or the reason it cannot be read."""
+def _load(path: Path, size: int, shrink: bool) -> Image.Image | str:
+    """The photo decoded with its shorter side at least ``size`` (at ``size`` with ``shrink``),
+    or the reason it cannot be read."""
     try:
         im = open_rgb(path, min_side=size)
     except BinsortError as exc:
         return str(exc).removeprefix(f"{path}: ")
     # Shrinking here, in the thread, keeps two batches of 12-megapixel PNGs out of memory. It is
-    # the eval transform's own first step, so the model sees the same pixels as without it.
-    return resize_shorter(im, size)
+    # the eval transform's own first step, so a model of one input size sees the same pixels as
+    # without it; members of several sizes each resize the decoded photo once, as evaluate does.
+    return resize_shorter(im, size) if shrink else im
 
 
 def as_record(row: Prediction) -> dict[str, Any]:

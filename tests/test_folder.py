@@ -1,6 +1,6 @@
 import pytest
 
-from binsort.data.folder import require_every_class, scan_folder
+from binsort.data.folder import check_image, files_under, require_every_class, scan_folder
 from binsort.errors import BinsortError
 from conftest import make_image_folder
 
@@ -33,3 +33,17 @@ def test_class_without_images_is_an_error(image_folder):
     (image_folder / "trash").mkdir()
     with pytest.raises(BinsortError, match="trash"):
         require_every_class(scan_folder(image_folder))
+
+
+def test_the_reason_an_image_is_unreadable_leaves_its_path_out(tmp_path) -> None:
+    bad = tmp_path / "IMG: 1.jpg"  # ": " inside the name, where the reason is split off
+    bad.write_bytes(b"not an image")
+    assert check_image(bad).startswith("not a readable image (")
+
+
+def test_files_under_is_sorted_and_skips_hidden_files_and_folders(tmp_path) -> None:
+    for name in ["b/2.jpg", "b/1.txt", "a/3.png", ".git/x.jpg", "a/.DS_Store", "0.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in files_under(tmp_path)]
+    assert found == ["0.jpg", "a/3.png", "b/1.txt", "b/2.jpg"]

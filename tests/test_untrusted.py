@@ -116,6 +116,25 @@ def test_evaluate_split_from_a_crafted_checkpoint_is_refused(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    ("member", "expected"),
+    [
+        (["not", "a", "mapping"], "a member is not a mapping"),
+        ({"hyper_parameters": [1]}, "it has no hyper_parameters"),
+    ],
+)
+def test_a_damaged_ensemble_as_split_is_a_clear_error(
+    trained_runs: list, tmp_path: Path, member, expected: str
+) -> None:
+    bad = tmp_path / "bad.ensemble"
+    torch.save({"format": "binsort-ensemble", "version": 1, "members": [member]}, bad)
+    good = trained_runs[0].last_checkpoint
+
+    result = runner.invoke(app, ["evaluate", str(good), "--split", str(bad), "-o", str(tmp_path)])
+
+    assert_one_line_error(result, "bad.ensemble", expected)
+
+
 def other_programs_files(folder: Path, real: Path) -> dict[str, tuple[Path, str]]:
     """Files that load safely but are not binsort models, and what the error must name."""
     from binsort.models.factory import build_model

@@ -25,6 +25,14 @@ from binsort.errors import BinsortError
 # Test-time augmentation views (binsort.inference): as is; flips; flips and five crops.
 TTA_MODES = ("none", "flip", "flip5crop")
 
+# predict's defaults, here (no imports) so that the CLI's help shows them without loading
+# numpy. Below even odds of its bin the model thinks the photo more likely belongs in some
+# other bin, so it is better to show two bins than one confident-looking wrong one.
+PREDICT_TOP_K = 3
+PREDICT_MIN_CONFIDENCE = 0.5
+PREDICT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
+PREDICT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
+
 # --weights: the default starts from the architecture's published ImageNet weights (offline
 # for the default EfficientNet-Lite0); "none" starts from random values.
 IMAGENET, SCRATCH_WEIGHTS = "imagenet", "none"

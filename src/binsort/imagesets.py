@@ -16,7 +16,12 @@ from typing import Any
 
 from binsort.data.folder import ImageSet, check_image, scan_folder
 from binsort.errors import BinsortError
-from binsort.models.checkpoint import ENSEMBLE_FORMAT, hyperparameters, read_checkpoint
+from binsort.models.checkpoint import (
+    ENSEMBLE_FORMAT,
+    ensemble_members,
+    hyperparameters,
+    read_checkpoint,
+)
 from binsort.onnx_model import OnnxModel, is_onnx
 
 # Which list of a recorded split evaluate scores: the held-out test list, or the validation
@@ -44,7 +49,7 @@ def read_split(source: str | Path) -> dict[str, Any]:
     else:
         data = read_checkpoint(source)
         if data.get("format") == ENSEMBLE_FORMAT:
-            splits = [m.get("hyper_parameters", {}).get("split") for m in data.get("members", [])]
+            splits = [h.get("split") for _, _, h in ensemble_members(data, source)]
             if any(s != splits[0] for s in splits):
                 raise BinsortError(
                     f"{source}: the ensemble's members record different splits; "

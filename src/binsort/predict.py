@@ -20,7 +20,6 @@ Nothing here prints.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,21 +29,23 @@ from typing import Any
 from PIL import Image
 
 from binsort.bins import Bin, BinMap
-from binsort.config import TTA_MODES
+from binsort.config import (
+    PREDICT_BATCH,
+    PREDICT_MIN_CONFIDENCE,
+    PREDICT_TOP_K,
+    PREDICT_WORKERS,
+    TTA_MODES,
+)
+from binsort.data.folder import files_under
 from binsort.data.images import is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError, check_choice
 from binsort.onnx_model import OnnxModel, describe_members, is_onnx
 from binsort.screening import screen
 
-DEFAULT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
-DEFAULT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
-DEFAULT_TOP_K = 3
-# Below even odds the model thinks the photo more likely belongs in some other bin, so it is
-# better to show two bins than one confident-looking wrong one.
-DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_MODEL_FILE = "default-model.onnx"  # the bundled model, in binsort/assets
 # Up to this many photos, an ONNX model starts without graph optimisation: for the bundled
-# seven-member file that saves about 0.6 s of start-up and costs about 20 ms a photo.
+# model before the current one (seven shufflenets) that saved about 0.6 s of start-up and cost
+# about 20 ms a photo.
 FEW_PHOTOS = 8
 
 
@@ -144,16 +145,11 @@ def find_photos(
         if not path.is_dir():
             yield path
             continue
-        # Links to folders are not followed, so a symlink loop cannot hang the walk.
-        for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                if is_image_name(name):
-                    yield Path(dirpath) / name
-                elif skipped is not None:
-                    skipped.append((str(Path(dirpath) / name), "not an image file name"))
+        for found in files_under(path):
+            if is_image_name(found.name):
+                yield found
+            elif skipped is not None:
+                skipped.append((str(found), "not an image file name"))
 
 
 def predict_photos(
@@ -161,10 +157,10 @@ def predict_photos(
     model: Any,
     bin_map: BinMap,
     *,
-    batch: int = DEFAULT_BATCH,
-    workers: int = DEFAULT_WORKERS,
-    top_k: int = DEFAULT_TOP_K,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    batch: int = PREDICT_BATCH,
+    workers: int = PREDICT_WORKERS,
+    top_k: int = PREDICT_TOP_K,
+    min_confidence: float = PREDICT_MIN_CONFIDENCE,
     tta: str | None = None,
 ) -> Iterator[Prediction]:
     """One ``Prediction`` per photo, in order, batch by batch, from ``load_model``'s model.

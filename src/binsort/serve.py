@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from binsort.bins import BinMap, load_bin_map
-from binsort.data.images import IMAGE_EXTENSIONS
+from binsort.data.images import IMAGE_EXTENSIONS, TOO_LARGE
 from binsort.errors import BinsortError
 from binsort.predict import (
     answer_source,
@@ -102,8 +102,8 @@ def classify_bytes(served: Served, data: bytes, filename: str) -> dict[str, Any]
         (row,) = list(predict_photos([photo], served.model, served.bin_map, workers=0))
     record = {**as_record(row), **served.source, "path": filename}
     if row.error is not None:
-        if "too large" in row.error:
-            raise UploadError(413, f"{filename}: the image is too large (over 250 megapixels)")
+        if TOO_LARGE in row.error:
+            raise UploadError(413, f"{filename}: refused, {TOO_LARGE}")
         raise UploadError(422, f"{filename}: not a readable image")
     return record
 

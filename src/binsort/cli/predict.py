@@ -26,6 +26,7 @@ from binsort.cli._common import (
     err_console,
     user_errors,
 )
+from binsort.config import PREDICT_BATCH, PREDICT_MIN_CONFIDENCE, PREDICT_TOP_K, PREDICT_WORKERS
 from binsort.errors import BinsortError, check_choice
 from binsort.files import replacing
 
@@ -47,7 +48,7 @@ def predict(
     top_k: Annotated[
         int,
         typer.Option("--top-k", "-k", help="Classes to list per photo.", rich_help_panel="Answer"),
-    ] = 3,
+    ] = PREDICT_TOP_K,
     min_confidence: Annotated[
         float,
         typer.Option(
@@ -56,7 +57,7 @@ def predict(
             "and its two most likely bins are shown.",
             rich_help_panel="Answer",
         ),
-    ] = 0.5,
+    ] = PREDICT_MIN_CONFIDENCE,
     tta: Annotated[
         str | None,
         typer.Option(
@@ -106,7 +107,7 @@ def predict(
     ] = "bin",
     batch: Annotated[
         int, typer.Option("--batch", help="Photos per forward pass.", rich_help_panel="Speed")
-    ] = 32,
+    ] = PREDICT_BATCH,
     workers: Annotated[
         int,
         typer.Option(
@@ -115,7 +116,7 @@ def predict(
             help="Threads that decode photos; 0 decodes inline.",
             rich_help_panel="Speed",
         ),
-    ] = 4,
+    ] = PREDICT_WORKERS,
 ) -> None:
     """Sort photos of waste into bins: class, probability, top-k classes and the bin.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,19 +46,24 @@ def list_class_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p))
 
 
-def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Image files and non-image files under ``folder``, recursively, hidden ones ignored.
+def files_under(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder``, recursively and lazily, in sorted order, hidden files and
+    folders (.DS_Store, .git) left out.
 
     Links to folders are not followed, so a symlink loop cannot hang the walk.
     """
-    images, others = [], []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            (images if is_image_name(name) else others).append(path)
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image files and non-image files under ``folder`` (``files_under``)."""
+    images, others = [], []
+    for path in files_under(folder):
+        (images if is_image_name(path.name) else others).append(path)
     return images, others
 
 
@@ -66,7 +72,7 @@ def check_image(path: Path, min_side: int = 32) -> str | None:
     try:
         open_rgb(path, min_side=min_side)
     except BinsortError as exc:
-        return str(exc).split(": ", 1)[-1]
+        return str(exc).removeprefix(f"{path}: ")
     return None
 
 

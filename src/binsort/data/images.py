@@ -26,6 +26,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 MAX_PIXELS = 250_000_000  # above every phone camera of today (200 MP), below a bomb's
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+TOO_LARGE = f"image too large (over {MAX_PIXELS // 1_000_000} megapixels)"  # the reason given
 
 try:  # HEIC/HEIF: iPhones' default format
     from pillow_heif import register_heif_opener
@@ -67,9 +68,7 @@ def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
     except IsADirectoryError:
         raise BinsortError(f"{path}: is a folder, not an image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BinsortError(
-            f"{path}: refused, image too large (over {MAX_PIXELS // 1_000_000} megapixels)"
-        ) from None
+        raise BinsortError(f"{path}: refused, {TOO_LARGE}") from None
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
         raise BinsortError(f"{path}: not a readable image ({describe(exc)})") from None
 

@@ -182,15 +182,8 @@ def load_members(path: str | Path) -> list[LoadedModel]:
     if data.get("format") != ENSEMBLE_FORMAT:
         hparams = hyperparameters(data, path)
         return [_build(hparams, _module_weights(data, path), path)]
-    members = data.get("members")
-    if not isinstance(members, list) or not members:
-        raise BinsortError(f"{path}: ensemble file without members")
     loaded = []
-    for i, member in enumerate(members):
-        where = Path(f"{path}{MEMBER}{i}]")
-        if not isinstance(member, dict):
-            raise BinsortError(f"{where}: damaged ensemble file (a member is not a mapping)")
-        hparams = hyperparameters(member, where)
+    for where, member, hparams in ensemble_members(data, path):
         temperature = member.get("temperature", 1.0)
         if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
             raise BinsortError(f"{where}: damaged ensemble file (temperature {temperature!r})")
@@ -205,6 +198,22 @@ def load_members(path: str | Path) -> list[LoadedModel]:
         loaded.append(built)
     check_same_classes(loaded)
     return loaded
+
+
+def ensemble_members(
+    data: dict[str, Any], path: Path
+) -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    """(where, record, checked hyper_parameters) of each member of a read ensemble file."""
+    members = data.get("members")
+    if not isinstance(members, list) or not members:
+        raise BinsortError(f"{path}: ensemble file without members")
+    out = []
+    for i, member in enumerate(members):
+        where = Path(f"{path}{MEMBER}{i}]")
+        if not isinstance(member, dict):
+            raise BinsortError(f"{where}: damaged ensemble file (a member is not a mapping)")
+        out.append((where, member, hyperparameters(member, where)))
+    return out
 
 
 def same_member(a: LoadedModel, b: LoadedModel) -> bool:

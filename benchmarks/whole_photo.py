@@ -20,14 +20,18 @@ from torchvision.transforms import v2
 
 from binsort import metrics
 from binsort.data.images import open_rgb
+from binsort.data.transforms import eval_transform
 from binsort.imagesets import image_set, read_split
 from binsort.models.checkpoint import load_members
 from binsort.runner import Calibration
 
 
 def view(size: int, whole: bool) -> v2.Compose:
-    steps = [v2.Resize(size, antialias=True)] + ([] if whole else [v2.CenterCrop(size)])
-    return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+    """binsort's eval transform, or the same without its centre crop."""
+    if not whole:
+        return eval_transform(size)
+    steps = [v2.Resize(size, antialias=True), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    return v2.Compose(steps)
 
 
 @torch.inference_mode()

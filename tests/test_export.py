@@ -463,9 +463,9 @@ def test_evaluate_scores_an_onnx_file_whose_members_take_two_sizes(
         assert result.report_probs.numpy() == pytest.approx(expected, abs=1e-5)
         # predict, file or ensemble: each member resizes the decoded photo once (no 32-px
         # copy in between for the 24-px member).
+        paths = [result.images.root / path for path, _ in result.images.samples]
         for model in (OnnxModel(exported), TorchModel(mixed_ensemble)):
             assert model.input_sizes == [24, 32]
-            paths = [result.images.root / path for path, _ in result.images.samples]
             bins = load_bin_map("psu", classes=model.classes)
             rows = predict_photos(paths, model, bins, top_k=len(model.classes), tta=tta)
             got = [[dict(row.top)[c] for c in model.classes] for row in rows]

@@ -20,6 +20,7 @@ import torch
 from binsort.candidates import Candidate, load_candidates
 from binsort.config import MAX_INPUT, MIN_INPUT, input_size_ok
 from binsort.errors import BinsortError, check_choice
+from binsort.files import refuse_to_replace
 from binsort.imagesets import image_set, read_split
 from binsort.leakage import guard_overlap
 from binsort.metrics import accuracy, nll
@@ -91,8 +92,7 @@ def build_ensemble(
     """Write the given models (or a greedy selection of them) to one ensemble file."""
     out = Path(out)
     check_choice("--select", select, SELECTIONS)
-    if out.exists() and not force:
-        raise BinsortError(f"{out} exists; pass --force to replace it")
+    refuse_to_replace(out, force)
     if out.is_dir():
         raise BinsortError(f"{out} is a folder; -o wants a file name such as ensemble.pt")
     candidates = load_candidates(checkpoints)

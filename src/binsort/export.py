@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from binsort.errors import BinsortError, check_choice
-from binsort.files import replacing
+from binsort.files import refuse_to_replace, replacing
 from binsort.metrics import tempered_softmax, weighted_mean
 from binsort.models.checkpoint import (
     LoadedModel,
@@ -99,8 +99,7 @@ def export_onnx(
     output = Path(output)
     if not is_onnx(output):
         raise BinsortError(f"{output}: the output's name must end in .onnx")
-    if output.exists() and not force:
-        raise BinsortError(f"{output} exists; pass --force to replace it")
+    refuse_to_replace(output, force)
     if half and int8:
         raise BinsortError("--half and --int8 are two ways to store the weights: choose one")
     if tta is not None:

@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from binsort.errors import BinsortError
+
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
@@ -27,6 +29,12 @@ def replacing(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def refuse_to_replace(path: Path, force: bool) -> None:
+    """The one refusal of an output file that exists, unless the user passed --force."""
+    if path.exists() and not force:
+        raise BinsortError(f"{path} exists; pass --force to replace it")
 
 
 def write_atomically(path: str | Path, data: str | bytes) -> None:

@@ -28,7 +28,7 @@ from binsort.cli._common import (
 )
 from binsort.config import PREDICT_BATCH, PREDICT_MIN_CONFIDENCE, PREDICT_TOP_K, PREDICT_WORKERS
 from binsort.errors import BinsortError, check_choice
-from binsort.files import replacing
+from binsort.files import refuse_to_replace, replacing
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -271,8 +271,7 @@ def _check_output(output: Path, force: bool, photos: list[Path]) -> None:
         target = output.resolve()
         if any(photo.resolve() == target for photo in photos):
             raise BinsortError(f"--output {output} is one of the photos to classify")
-        if not force:
-            raise BinsortError(f"{output} exists; pass --force to replace it")
+    refuse_to_replace(output, force)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,12 @@ PREDICT_TOP_K = 3
 PREDICT_MIN_CONFIDENCE = 0.5
 PREDICT_BATCH = 32  # photos per forward pass: fast on CPU without a large memory peak
 PREDICT_WORKERS = 4  # decoding threads: PIL releases the GIL while it decodes
+# Each decode's memory budget, in megapixels of 4 bytes (binsort.data.images): a 48-megapixel
+# phone photo (the largest HEIC phones write) decodes whole, larger JPEGs at reduced scale.
+MAX_MEGAPIXELS = 50
+# serve's limits, for uploads from anyone who can reach the page.
+SERVE_MAX_UPLOAD_MB = 64  # a 200-megapixel phone JPEG is 30-60 MB
+SERVE_CONCURRENCY = 2  # uploads read and classified at once; more only queue for the cores
 
 # --weights: the default starts from the architecture's published ImageNet weights (offline
 # for the default EfficientNet-Lite0); "none" starts from random values.

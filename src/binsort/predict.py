@@ -37,7 +37,7 @@ from binsort.config import (
     TTA_MODES,
 )
 from binsort.data.folder import files_under
-from binsort.data.images import is_image_name, open_rgb, resize_shorter
+from binsort.data.images import MAX_MEGAPIXELS, describe, is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError, check_choice
 from binsort.onnx_model import OnnxModel, describe_members, is_onnx
 from binsort.screening import screen
@@ -162,12 +162,16 @@ def predict_photos(
     top_k: int = PREDICT_TOP_K,
     min_confidence: float = PREDICT_MIN_CONFIDENCE,
     tta: str | None = None,
+    max_megapixels: float = MAX_MEGAPIXELS,
 ) -> Iterator[Prediction]:
     """One ``Prediction`` per photo, in order, batch by batch, from ``load_model``'s model.
 
     ``tta`` None is the model's own test-time augmentation (``chosen_tta``).
+    ``max_megapixels`` is each decode's memory budget (``binsort.data.images``).
     Options are checked here, before the first photo is read, so a bad one fails at once.
-    ``top_k`` larger than the number of classes gives all of them.
+    ``top_k`` larger than the number of classes gives all of them. Whatever one photo does
+    (an unreadable file, a refused size, any failure while decoding or screening it) is that
+    photo's ``error``: every other photo is still classified.
     """
     if batch < 1:
         raise BinsortError(f"--batch must be at least 1, got {batch}")
@@ -177,6 +181,8 @@ def predict_photos(
         raise BinsortError(f"--top-k must be at least 1, got {top_k}")
     if not 0.0 <= min_confidence <= 1.0:
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+    if not max_megapixels > 0:
+        raise BinsortError(f"--max-megapixels must be above 0, got {max_megapixels}")
     tta = chosen_tta(model, tta)
     check_choice("--tta", tta, TTA_MODES)
     if tta not in model.tta_modes:
@@ -185,27 +191,21 @@ def predict_photos(
         )
     bin_map.check_classes(model.classes)
     bins = [bin_map.bin_for(c) for c in model.classes]
-    return _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta)
+    load = _Loader(model.input_size, len(model.input_sizes) == 1, max_megapixels)
+    return _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta, load)
 
 
-def _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta):
+def _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta, load):
     classes = model.classes
-    size, shrink = model.input_size, len(model.input_sizes) == 1
-    for items in _decoded_batches(photos, batch, workers, size, shrink):
-        # Non-photos (binsort.screening) are not shown to the model at all; screened at the
-        # size the (largest) member sees them.
-        items = [
-            (p, im, screen(resize_shorter(im, size)) if isinstance(im, Image.Image) else None)
-            for p, im in items
-        ]
-        images = [im for _, im, why in items if isinstance(im, Image.Image) and why is None]
+    for items in _decoded_batches(photos, batch, workers, load):
+        images = [loaded.image for _, loaded in items if loaded.image is not None]
         probs = model.probabilities(images, tta=tta).tolist() if images else []
         rows = iter(probs)
-        for path, im, why in items:
-            if isinstance(im, str):
-                yield Prediction(str(path), error=im)
-            elif why is not None:
-                yield Prediction(str(path), not_recognised=why)
+        for path, loaded in items:
+            if loaded.error is not None:
+                yield Prediction(str(path), error=loaded.error)
+            elif loaded.not_recognised is not None:
+                yield Prediction(str(path), not_recognised=loaded.not_recognised)
             else:
                 yield _decide(str(path), next(rows), classes, bins, top_k, min_confidence)
 
@@ -243,20 +243,57 @@ def _decide(
     )
 
 
+@dataclass
+class _Loaded:
+    """One photo ready for the model (``image``), or why it is not."""
+
+    image: Image.Image | None = None
+    error: str | None = None
+    not_recognised: str | None = None
+
+
+@dataclass
+class _Loader:
+    """Decodes and screens one photo; the one boundary between a photo and the run."""
+
+    size: int  # the (largest) member's input size
+    shrink: bool  # one input size: hand the model the photo already at that size
+    max_megapixels: float
+
+    def __call__(self, path: Path) -> _Loaded:
+        try:
+            im = open_rgb(path, min_side=self.size, max_megapixels=self.max_megapixels)
+            small = resize_shorter(im, self.size)
+            # Non-photos (binsort.screening) are not shown to the model at all; screened at
+            # the size the (largest) member sees them.
+            why = screen(small)
+            if why is not None:
+                return _Loaded(not_recognised=why)
+            # Shrinking here, in the thread, keeps two batches of 12-megapixel PNGs out of
+            # memory. It is the eval transform's own first step, so a model of one input size
+            # sees the same pixels as without it; members of several sizes each resize the
+            # decoded photo once, as evaluate does.
+            return _Loaded(image=small if self.shrink else im)
+        except BinsortError as exc:
+            return _Loaded(error=str(exc).removeprefix(f"{path}: "))
+        except Exception as exc:  # noqa: BLE001 - whatever one photo does, the run goes on
+            return _Loaded(error=f"could not be read ({describe(exc)})")
+
+
 def _decoded_batches(
-    photos: Iterable[str | Path], batch: int, workers: int, size: int, shrink: bool
-) -> Iterator[list[tuple[Path, Image.Image | str]]]:
-    """Batches of (path, image or reason); the next batch decodes while this one is used."""
+    photos: Iterable[str | Path], batch: int, workers: int, load: _Loader
+) -> Iterator[list[tuple[Path, _Loaded]]]:
+    """Batches of (path, loaded photo); the next batch decodes while this one is used."""
     chunks = _chunks(map(Path, photos), batch)
     if workers == 0:
         for chunk in chunks:
-            yield [(p, _load(p, size, shrink)) for p in chunk]
+            yield [(p, load(p)) for p in chunk]
         return
     pool = ThreadPoolExecutor(workers, thread_name_prefix="binsort-decode")
     try:
         pending = None
         for chunk in chunks:
-            submitted = [(p, pool.submit(_load, p, size, shrink)) for p in chunk]
+            submitted = [(p, pool.submit(load, p)) for p in chunk]
             if pending is not None:
                 yield [(p, future.result()) for p, future in pending]
             pending = submitted
@@ -270,19 +307,6 @@ def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):
         yield chunk
-
-
-def _load(path: Path, size: int, shrink: bool) -> Image.Image | str:
-    """The photo decoded with its shorter side at least ``size`` (at ``size`` with ``shrink``),
-    or the reason it cannot be read."""
-    try:
-        im = open_rgb(path, min_side=size)
-    except BinsortError as exc:
-        return str(exc).removeprefix(f"{path}: ")
-    # Shrinking here, in the thread, keeps two batches of 12-megapixel PNGs out of memory. It is
-    # the eval transform's own first step, so a model of one input size sees the same pixels as
-    # without it; members of several sizes each resize the decoded photo once, as evaluate does.
-    return resize_shorter(im, size) if shrink else im
 
 
 def as_record(row: Prediction) -> dict[str, Any]:

@@ -89,6 +89,16 @@ ModelOption = Annotated[
         rich_help_panel="Model",
     ),
 ]
+# Each decode's memory budget, in predict and serve (binsort.data.images).
+MaxMegapixels = Annotated[
+    float,
+    typer.Option(
+        "--max-megapixels",
+        help="Refuse a photo whose decoding would take more than this many megapixels of "
+        "memory (4 bytes each); larger JPEGs decode at reduced size and pass.",
+        rich_help_panel="Limits",
+    ),
+]
 BinsOption = Annotated[
     str,
     typer.Option(

@@ -20,13 +20,20 @@ import typer
 from binsort.cli._common import (
     EXIT_PARTIAL,
     BinsOption,
+    MaxMegapixels,
     ModelOption,
     ReplaceOutput,
     console,
     err_console,
     user_errors,
 )
-from binsort.config import PREDICT_BATCH, PREDICT_MIN_CONFIDENCE, PREDICT_TOP_K, PREDICT_WORKERS
+from binsort.config import (
+    MAX_MEGAPIXELS,
+    PREDICT_BATCH,
+    PREDICT_MIN_CONFIDENCE,
+    PREDICT_TOP_K,
+    PREDICT_WORKERS,
+)
 from binsort.errors import BinsortError, check_choice
 from binsort.files import refuse_to_replace, replacing
 
@@ -117,13 +124,15 @@ def predict(
             rich_help_panel="Speed",
         ),
     ] = PREDICT_WORKERS,
+    max_megapixels: MaxMegapixels = MAX_MEGAPIXELS,
 ) -> None:
     """Sort photos of waste into bins: class, probability, top-k classes and the bin.
 
     Folders are searched recursively; hidden files are ignored and files without an
     image extension inside folders are left out and listed, but a file named on the
     command line is always tried. A photo that cannot be read (missing, not an image, corrupt)
-    gets its own error row and the others are still classified.
+    gets its own error row and the others are still classified; so does one refused as too
+    large to decode (--max-megapixels) or shaped like no photo (a strip over 20:1).
     With --format csv or json only the data goes to stdout; messages go to stderr.
 
     Exit codes: 0 every photo was classified;
@@ -146,6 +155,7 @@ def predict(
             workers,
             sort_into,
             sort_by,
+            max_megapixels,
         )
     if failed:
         raise typer.Exit(EXIT_PARTIAL)
@@ -165,6 +175,7 @@ def _run(
     workers,
     sort_into,
     sort_by,
+    max_megapixels,
 ) -> int:
     """Classify and write (and copy, with --sort-into); returns the number of photos that failed."""
     from binsort.bins import load_bin_map
@@ -204,6 +215,7 @@ def _run(
         top_k=top_k,
         min_confidence=min_confidence,
         tta=tta,
+        max_megapixels=max_megapixels,
     )
     about = f"model: {describe_model(loaded, model is None, tta)}; bins: {bin_map.source}"
     unrecognised = []

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from binsort.cli._common import BinsOption, ModelOption, err_console, user_errors
+from binsort.cli._common import BinsOption, MaxMegapixels, ModelOption, err_console, user_errors
+from binsort.config import MAX_MEGAPIXELS, SERVE_CONCURRENCY, SERVE_MAX_UPLOAD_MB
 
 
 def serve(
@@ -21,6 +22,30 @@ def serve(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", rich_help_panel="Network")] = 8000,
+    max_upload_mb: Annotated[
+        float,
+        typer.Option(
+            help="Refuse an upload larger than this (413), counted while it arrives.",
+            rich_help_panel="Limits",
+        ),
+    ] = SERVE_MAX_UPLOAD_MB,
+    max_megapixels: MaxMegapixels = MAX_MEGAPIXELS,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Uploads read and classified at once; the others wait their turn without "
+            "being read.",
+            rich_help_panel="Limits",
+        ),
+    ] = SERVE_CONCURRENCY,
+    limit_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Open connections past which the server answers 503 at once (uvicorn's limit).",
+            show_default="no limit",
+            rich_help_panel="Limits",
+        ),
+    ] = None,
 ) -> None:
     """Serve a page where anyone photographs an item and sees its bin, and a JSON API.
 
@@ -29,13 +54,22 @@ def serve(
     documentation is at /docs. See docs/serve.md.
     """
     with user_errors():
+        from binsort.errors import BinsortError
         from binsort.serve import create_app, load_served
 
         if not 0 < port < 65536:
-            from binsort.errors import BinsortError
-
             raise BinsortError(f"--port must be between 1 and 65535, got {port}")
+        if limit_concurrency is not None and limit_concurrency < 1:
+            raise BinsortError(f"--limit-concurrency must be at least 1, got {limit_concurrency}")
+        if not max_megapixels > 0:
+            raise BinsortError(f"--max-megapixels must be above 0, got {max_megapixels}")
         served = load_served(model, bins)
+        app = create_app(
+            served,
+            max_bytes=int(max_upload_mb * 1024 * 1024),
+            concurrency=concurrency,
+            max_megapixels=max_megapixels,
+        )
     import uvicorn
 
     where = "this computer only" if host in ("127.0.0.1", "localhost") else f"the network ({host})"
@@ -47,4 +81,4 @@ def serve(
         markup=False,
         soft_wrap=True,
     )
-    uvicorn.run(create_app(served), host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=limit_concurrency)

@@ -370,6 +370,24 @@ def test_smaller_weights_shrink_the_file_and_stay_close(
         assert abs(float(a["probability"]) - float(b["probability"])) < tolerance
 
 
+def test_a_graph_wrong_for_one_image_alone_is_refused(
+    trained_runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve runs one photo at a time: the check covers a batch of one, not only of two."""
+    run = OnnxModel.run
+
+    def wrong_alone(self: OnnxModel, feeds: dict) -> np.ndarray:
+        got = run(self, feeds)
+        return got + 0.01 if len(next(iter(feeds.values()))) == 1 else got
+
+    monkeypatch.setattr(OnnxModel, "run", wrong_alone)
+    out = tmp_path / "m.onnx"
+
+    with pytest.raises(BinsortError, match="differs from PyTorch's by 1.00e-02"):
+        export_onnx(trained_runs[0].last_checkpoint, out)
+    assert not out.exists()
+
+
 def test_half_and_int8_together_are_refused(trained_runs, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     args = ["export", str(trained_runs[0].last_checkpoint), "-o", str(out), "--half", "--int8"]

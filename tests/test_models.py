@@ -33,6 +33,26 @@ def test_head_is_found_for_different_families(arch, head):
     assert head_prefixes(model.net, 5) == [head]
 
 
+@pytest.mark.parametrize(
+    "arch,heads",
+    [
+        # Distilled models average two heads: both learn at the head's rate.
+        ("timm/deit_tiny_distilled_patch16_224", ["head.", "head_dist."]),
+        ("timm/levit_128s", ["head.linear.", "head_dist.linear."]),
+        ("timm/convnext_atto", ["head.fc."]),
+    ],
+)
+def test_timm_models_name_their_heads(arch, heads):
+    from binsort.config import TrainConfig
+    from binsort.models.optim import param_groups
+
+    net = build_model(arch, 5, [0.5] * 3, [0.5] * 3).net
+    assert head_prefixes(net, 5) == heads
+    groups = param_groups(net, TrainConfig(), heads)
+    in_head = {id(p) for g in groups if g["name"].startswith("head") for p in g["params"]}
+    assert all(id(net.get_parameter(prefix + "weight")) in in_head for prefix in heads)
+
+
 def test_local_weights_file_replaces_the_head(tmp_path):
     source = build_model("resnet18", 10, [0.5] * 3, [0.5] * 3).net
     path = tmp_path / "weights.pt"

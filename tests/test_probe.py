@@ -139,3 +139,10 @@ def test_the_probe_counts_as_training_time(image_folder, tmp_path, monkeypatch):
 
     first, second = (row["epoch_seconds"] for row in result.history)
     assert first > 1.0 and first - second > 0.8
+
+
+def test_a_model_with_two_heads_is_refused():
+    """A distilled model averages two heads; a probe fitted for one would meet the other's
+    random answers."""
+    with pytest.raises(BinsortError, match="this model has 2: head, head_dist"):
+        head_module(nn.Module(), ["head.", "head_dist."])

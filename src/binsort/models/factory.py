@@ -144,7 +144,16 @@ def _build_torchvision(arch: str, num_classes: int, input_size: int) -> nn.Modul
 
 
 def head_prefixes(net: nn.Module, num_classes: int) -> list[str]:
-    """Names of the classifier head: the last Linear/Conv2d producing ``num_classes`` outputs."""
+    """Names of the classifier head's modules, as prefixes of their parameters' names.
+
+    A timm model names its own (``pretrained_cfg["classifier"]``, the modules timm leaves
+    out when it loads weights for another number of classes): one, or several for distilled
+    models whose heads' answers are averaged (DeiT's ``head`` and ``head_dist``). A
+    torchvision model has no such record: its head is the last Linear/Conv2d producing
+    ``num_classes`` outputs."""
+    named = _timm_classifier(net)
+    if named:
+        return [name + "." for name in named]
     head = None
     for name, module in net.named_modules():
         out = getattr(module, "out_features", getattr(module, "out_channels", None))
@@ -153,3 +162,15 @@ def head_prefixes(net: nn.Module, num_classes: int) -> list[str]:
     if head is None:
         raise BinsortError("cannot find the classifier head of this model")
     return [head + "."]
+
+
+def _timm_classifier(net: nn.Module) -> list[str]:
+    """The head modules a timm model's config names, when they all hold parameters."""
+    cfg = getattr(net, "pretrained_cfg", None)
+    names = cfg.get("classifier") if isinstance(cfg, dict) else None
+    names = [names] if isinstance(names, str) else list(names or [])
+    modules = dict(net.named_modules())
+    found = [modules.get(name) for name in names]
+    if not names or any(m is None or next(m.parameters(), None) is None for m in found):
+        return []  # not a timm model, or one whose record does not fit: search instead
+    return names

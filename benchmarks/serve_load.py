@@ -6,12 +6,19 @@ until ``--seconds`` pass) and prints requests/s, p50 and p95 latency. The ratio 
 requests/s at 4 and 16 clients to the one at 1 says how much the server gains from
 concurrency on this machine (its inference threads are bounded).
 
+``--baseline SRC`` also runs, first and in the same way, the binsort whose source tree is SRC
+(for example an older checkout's ``src``), and prints each figure's ratio to it: what a change
+to the server costs in throughput, measured in one run.
+
     python benchmarks/serve_load.py examples/held-out/glass12.jpg --requests 40
+    git worktree add /tmp/before HEAD~1
+    python benchmarks/serve_load.py examples/held-out/glass12.jpg --baseline /tmp/before/src
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -66,13 +73,37 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=40, help="per client count, at most")
     parser.add_argument("--seconds", type=float, default=60, help="per client count, at most")
+    parser.add_argument("--baseline", default=None, help="another binsort's source tree")
     args = parser.parse_args()
 
+    runs = [("this", None)] if args.baseline is None else [("baseline", args.baseline)]
+    runs += [("this", None)] if args.baseline is not None else []
+    results = {}
+    print(f"{'server':>8} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    for label, source in runs:
+        for clients, row in measure(args, source):
+            results[label, clients] = row
+            print(f"{label:>8} {clients:>7} {row[0]:>8} {row[1]:7.2f} {row[2]:7.0f} {row[3]:7.0f}")
+    if args.baseline is not None:
+        print(
+            "this / baseline: "
+            + ", ".join(
+                f"{c} clients {results['this', c][1] / results['baseline', c][1]:.2f}x req/s, "
+                f"p95 {results['this', c][3] / results['baseline', c][3]:.2f}x"
+                for c in args.clients
+            )
+        )
+
+
+def measure(args, source: str | None):
+    """(clients, (requests, req/s, p50 ms, p95 ms)) for each client count, against a server
+    started from binsort's source tree ``source`` (None: the installed binsort)."""
     port = free_port()
-    command = [str(Path(sys.executable).parent / "binsort"), "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "binsort", "serve", "--port", str(port)]
     if args.model:
         command += ["--model", args.model]
-    server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, PYTHONPATH=source) if source else None
+    server = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(300):
@@ -83,7 +114,6 @@ def main() -> None:
                 time.sleep(0.2)
         body, boundary = multipart(args.photo)
         post(base + "predict", body, boundary)  # warm-up: the first call builds the session
-        print(f"{'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7}")
         for clients in args.clients:
             latencies: list[float] = []
             deadline = time.perf_counter() + args.seconds
@@ -98,8 +128,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             p50 = statistics.median(latencies) * 1000
             p95 = statistics.quantiles(latencies, n=20)[-1] * 1000 if len(latencies) > 1 else p50
-            rate = len(latencies) / wall
-            print(f"{clients:>7} {len(latencies):>8} {rate:7.2f} {p50:7.0f} {p95:7.0f}")
+            yield clients, (len(latencies), len(latencies) / wall, p50, p95)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -193,3 +193,103 @@ def test_serve_passes_its_limits_to_the_server(monkeypatch, trained_runs) -> Non
     assert seen["limit_concurrency"] == 40
     result = runner.invoke(cli, ["serve", "-m", model, "--concurrency", "0"])
     assert result.exit_code == 1 and "--concurrency must be at least 1" in result.output
+
+
+@pytest.fixture(scope="module")
+def server(trained_runs):
+    """``binsort serve`` in its own process, so its memory can be read from /proc."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model = str(trained_runs[0].best_checkpoint)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "binsort", "serve", "-m", model, "--port", str(port)]
+        + ["--max-upload-mb", "16"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.1)
+    yield port, process
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def peak_mb(process) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def slow_upload(port: int, size: int, pieces: int, pause: float, chunked: bool = False) -> str:
+    """POST ``size`` bytes to /predict in ``pieces`` with ``pause`` seconds between them;
+    returns the response's status line and body. Stops sending once the server answers."""
+    import select
+    import socket
+    import time
+
+    head = b"--x\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\n"
+    tail = b"\r\n--x--\r\n"
+    length = (
+        b"Transfer-Encoding: chunked"
+        if chunked
+        else b"Content-Length: %d" % (len(head) + size + len(tail))
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\n" + length + b"\r\n\r\n"
+        )
+        parts = [head, *(b"\xff" * (size // pieces) for _ in range(pieces)), tail]
+        try:
+            for part in parts:
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the server has answered: sending more would be wasted
+                sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                time.sleep(pause)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server closed the connection after answering
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and answer.rstrip().endswith(b"}"):
+                break
+    return answer.decode(errors="replace")
+
+
+def test_a_chunked_upload_past_the_limit_is_refused_before_it_ends(server) -> None:
+    port, _ = server
+    # 40 MB in 40 pieces, 0.05 s apart (2 s in all); the limit is 16 MB.
+    import time
+
+    start = time.monotonic()
+    answer = slow_upload(port, 40 << 20, 40, 0.05, chunked=True)
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert '{"error":"the upload is over 16 MB"}' in answer
+    assert time.monotonic() - start < 1.8  # answered before the last piece was due
+
+
+def test_32_slow_uploads_at_once_stay_within_a_memory_budget(server) -> None:
+    """Each waits for one of the two slots unread; the one being read goes to a temporary
+    file. Read into memory as they arrive, 32 uploads of 6 MB would take 192 MB."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port, process = server
+    slow_upload(port, 1 << 20, 1, 0)  # warm up: the first answer loads what it needs
+    before = peak_mb(process)
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda _: slow_upload(port, 6 << 20, 6, 0.02), range(32)))
+    assert all(a.startswith("HTTP/1.1 422") for a in answers), {a[:60] for a in answers}
+    assert peak_mb(process) - before < 60

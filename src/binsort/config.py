@@ -38,6 +38,9 @@ MAX_MEGAPIXELS = 50
 # serve's limits, for uploads from anyone who can reach the page.
 SERVE_MAX_UPLOAD_MB = 64  # a 200-megapixel phone JPEG is 30-60 MB
 SERVE_CONCURRENCY = 2  # uploads read and classified at once; more only queue for the cores
+# serve --collect: what one collecting page may store, and how fast one client may label.
+COLLECT_MAX_GB = 2.0  # about 8,000 phone photos
+FEEDBACK_PER_MINUTE = 60  # per client address: a person labels a photo every few seconds
 
 # --weights: the default starts from the architecture's published ImageNet weights (offline
 # for the default EfficientNet-Lite0); "none" starts from random values.

@@ -44,7 +44,7 @@ def main() -> None:
             size = model.input_size
             if size not in decoded:
                 # As predict decodes: at a reduced JPEG scale where that still covers the input.
-                decoded[size] = [open_rgb(images.root / p, min_side=size) for p, _ in batch]
+                decoded[size] = [open_rgb(images.file(p), min_side=size) for p, _ in batch]
             out.append(model.probabilities(decoded[size]))
     probs = [np.concatenate(c) for c in chunks]
     print(f"{len(labels)} images ({args.part} list of {args.split}, from {images.root})")

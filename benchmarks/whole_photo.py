@@ -56,7 +56,7 @@ def main() -> None:
 
     members = load_members(args.ensemble)
     images = image_set(members[0].classes, args.root, read_split(args.split), args.part)
-    photos = [open_rgb(images.root / path) for path, _ in images.samples]
+    photos = [open_rgb(images.file(path)) for path, _ in images.samples]
     labels = torch.tensor(images.labels)
     shapes = sorted({p.size for p in photos})
     print(

@@ -46,3 +46,32 @@ def test_the_committed_trashnet_split_is_reproduced():
     data = [(p, classes.index(p.split("/")[0])) for p in paths]
     split = stratified_split(data, val=0.1, test=0.15, seed=record["seed"])
     assert split.to_dict() == {part: record[part] for part in ("train", "val", "test")}
+
+
+def test_a_split_of_several_folders_is_drawn_over_all_their_photos(tmp_path):
+    from binsort.data.folder import qualify
+    from binsort.data.splits import recorded_roots, split_record
+
+    # Class 1 lies in both folders, 3 photos in each: split together, a fifth of its 6 is 1
+    # validation photo; split folder by folder, each would give one (2 of 6).
+    data = [(qualify(0, f"c0/{i}.jpg"), 0) for i in range(10)]
+    data += [(qualify(r, f"c1/{i}.jpg"), 1) for r in (0, 1) for i in range(3)]
+    split = stratified_split(data, val=0.2, test=0.0, seed=0)
+    assert sum("c1/" in p for p in split.val) == 1 and len(split.val) == 3
+    assert {p.split(":")[0] for p in split.train} == {"0", "1"}
+    record = split_record([tmp_path / "a", tmp_path / "b"], 0, split.train, split.val, [])
+    assert record["roots"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert record["root"] == record["roots"][0]
+    assert recorded_roots(record) == record["roots"]
+    # One folder is recorded as it always was: a root and no roots.
+    one = split_record([tmp_path / "a"], 0, split.train, split.val, [])
+    assert "roots" not in one and recorded_roots(one) == [str(tmp_path / "a")]
+
+
+def test_an_old_record_names_its_one_folder():
+    from binsort.data.splits import recorded_roots
+    from binsort.imagesets import read_split
+
+    path = Path(__file__).parents[1] / "docs" / "trashnet-split.json"
+    record = read_split(path)
+    assert "roots" not in record and recorded_roots(record) == [record["root"]]

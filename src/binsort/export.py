@@ -355,6 +355,7 @@ class EnsembleGraph(nn.Module):
 
 def _same_photos(a: dict | None, b: dict) -> bool:
     """Two recorded splits list the same photos in each part, wherever their folders were."""
-    return a is not None and {k: v for k, v in a.items() if k != "root"} == {
-        k: v for k, v in b.items() if k != "root"
+    where = ("root", "roots")
+    return a is not None and {k: v for k, v in a.items() if k not in where} == {
+        k: v for k, v in b.items() if k not in where
     }

@@ -4,7 +4,9 @@ Images are matched by class folder and file name without its extension (``glass/
 not by full path: a copy of the training folder (``cp -r``, a ``binsort resize`` copy, the
 originals of a resized copy, the same folder reached from another working folder) holds the
 same photos under another root, and often, after a resize, another extension. Two data sets
-that share class and file names are flagged too; ``--allow-overlap`` goes on anyway.
+that share class and file names are flagged too; ``--allow-overlap`` goes on anyway. A path of
+a run on several folders (``"1:paper/a.jpg"``) is matched without its folder's index, so a
+model trained on several folders is guarded against each of them, alone or together.
 
 ``guard_overlap`` refuses images a candidate model trained on (``evaluate``'s scored and
 calibration images, ``ensemble``'s validation images); ``check_disjoint`` refuses calibrating
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from binsort.data.folder import unqualify
 from binsort.errors import BinsortError
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 def key(path: str) -> str:
     """``class/stem`` of a split's relative path, case-folded."""
+    _, path = unqualify(path)
     parts = PurePosixPath(path.replace("\\", "/")).parts
     stem = PurePosixPath(parts[-1]).stem if parts else ""
     return f"{parts[0] if len(parts) > 1 else ''}/{stem}".casefold()
@@ -54,7 +58,7 @@ def training_overlap(candidates: list[Candidate], images: ImageSet) -> list[Over
         split = c.member.split or {}
         common = shared(paths, split.get("train", []))
         if common:
-            found.append(Overlap(c.name, len(common), common[0]))
+            found.append(Overlap(c.name, len(common), images.shown(common[0])))
     return found
 
 
@@ -86,7 +90,7 @@ def check_disjoint(calib: ImageSet, images: ImageSet, allow: bool) -> list[str]:
     if not common:
         return []
     message = (
-        f"{len(common)} calibration image(s) are also evaluated, e.g. {common[0]}: "
+        f"{len(common)} calibration image(s) are also evaluated, e.g. {calib.shown(common[0])}: "
         "the calibration error after fitting would be optimistic"
     )
     if not allow:

@@ -49,11 +49,14 @@ def results_table(result: Evaluation, wide: bool = True) -> Table:
     numbers never wrap. Not ``wide`` (80 columns) leaves out precision and recall, which the
     classification report and metrics.json give.
     """
+    from binsort.data.folder import describe_roots
+
     avg = result.average
     scores = "prec(ision), recall and F1" if wide else "F1"
     title = (
-        f"{len(result.images.samples)} images ({result.source}: {result.images.root}), TTA "
-        f"{result.tta}. In %: acc(uracy); {scores}, {avg} average over classes; ECE, "
+        f"{len(result.images.samples)} images ({result.source}: "
+        f"{describe_roots(result.images)}), TTA {result.tta}. In %: acc(uracy); {scores}, "
+        f"{avg} average over classes; ECE, "
         "expected calibration error"
         + (" (pre: before the temperature T)" if result.calibrated else "")
     )
@@ -270,9 +273,13 @@ def write_outputs(result: Evaluation, out: str | Path) -> list[Path]:
     probs = result.report_probs
     cm = torch.tensor(scores.confusion_matrix)
     title = f"{scores.name}: {len(labels)} images"
-    root, samples = result.images.root, result.images.samples
+    images = result.images
     shown = [
-        (open_rgb(root / samples[i][0], min_side=256), int(labels[i]), probs[i].tolist())
+        (
+            open_rgb(images.file(images.samples[i][0]), min_side=256),
+            int(labels[i]),
+            probs[i].tolist(),
+        )
         for i in top_losses(probs, labels, SAMPLE_GRID)
     ]
     figures = {

@@ -74,6 +74,7 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         return {
             "root": str(self.images.root),
+            "roots": [str(r) for r in self.images.roots],
             "source": self.source,
             "images": len(self.images.samples),
             "classes": self.classes,

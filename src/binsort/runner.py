@@ -34,13 +34,13 @@ class _Images(torch.utils.data.Dataset):
     """PIL images of an ImageSet, decoded in DataLoader workers so a large folder streams."""
 
     def __init__(self, images: ImageSet, min_side: int) -> None:
-        self.root, self.samples, self.min_side = images.root, images.samples, min_side
+        self.images, self.samples, self.min_side = images, images.samples, min_side
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        return open_rgb(self.root / self.samples[i][0], min_side=self.min_side)
+        return open_rgb(self.images.file(self.samples[i][0]), min_side=self.min_side)
 
 
 def _as_list(batch: list) -> list:

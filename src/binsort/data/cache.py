@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from binsort.data.folder import as_roots, locate
 from binsort.data.images import open_rgb
 from binsort.errors import BinsortError
 
@@ -129,20 +131,21 @@ def check_memory(nbytes: int, copies: int = 1) -> None:
 
 
 def decode_images(
-    root: str | Path, samples: list[tuple[str, int]], side: int, threads: int = 2
+    root: str | Path | Sequence[Path], samples: list[tuple[str, int]], side: int, threads: int = 2
 ) -> CachedImages:
     """Decode ``samples`` into a square ``side`` x ``side`` uint8 cache, in ``threads`` threads.
 
     Shorter side resized to ``side`` (bilinear, antialiased: torchvision's ``Resize``), then a
     centre crop: with ``side = input_size`` this is the evaluation preprocessing exactly.
+    ``root`` is the samples' folder, or their folders (``binsort.data.folder.locate``).
     """
-    root = Path(root)
+    roots = as_roots(root)
     images = torch.empty(len(samples), 3, side, side, dtype=torch.uint8)
     labels = torch.tensor([label for _, label in samples], dtype=torch.long)
 
     def load(index: int) -> None:
         # Each thread writes its own row of the preallocated tensor: no list of copies to stack.
-        im = open_rgb(root / samples[index][0], min_side=side)
+        im = open_rgb(locate(roots, samples[index][0]), min_side=side)
         im = TF.center_crop(TF.resize(im, side, antialias=True), side)
         images[index] = TF.pil_to_tensor(im)
 
@@ -153,7 +156,7 @@ def decode_images(
 
 
 def cached_sets(
-    root: str | Path,
+    root: str | Path | Sequence[Path],
     train_samples: list[tuple[str, int]] | None,
     val_samples: list[tuple[str, int]],
     input_size: int,

@@ -1,4 +1,4 @@
-"""The LightningDataModule: datasets, samplers and loaders for one split of one folder.
+"""The LightningDataModule: datasets, samplers and loaders for one split of a folder or several.
 
 Scanning the folder and choosing the split happen before (``binsort.train``), so this module
 only turns lists of samples into loaders, and knows about ranks when training is distributed.
@@ -8,6 +8,7 @@ the loaders only slice them; the training batch is augmented by the LightningMod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 from binsort.config import TrainConfig
 from binsort.data.cache import CachedImages, cached_sets, keep_batch
 from binsort.data.dataset import ImageDataset
+from binsort.data.folder import as_roots
 from binsort.data.sampler import ClassBalancedSampler, ShardSampler, ShuffleSampler
 from binsort.data.transforms import eval_transform, train_transform
 
@@ -23,13 +25,13 @@ from binsort.data.transforms import eval_transform, train_transform
 class BinDataModule(L.LightningDataModule):
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[Path],  # several: qualified sample paths (data.folder)
         train_samples: list[tuple[str, int]],
         val_samples: list[tuple[str, int]],
         cfg: TrainConfig,
     ) -> None:
         super().__init__()
-        self.root = Path(root)
+        self.roots = as_roots(root)
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.cfg = cfg
@@ -39,7 +41,7 @@ class BinDataModule(L.LightningDataModule):
         if self.cfg.cache:
             trainer = self.trainer
             self.train_set, self.val_set = cached_sets(
-                self.root,
+                self.roots,
                 self.train_samples if stage == "fit" else None,
                 self.val_samples,
                 size,
@@ -52,10 +54,10 @@ class BinDataModule(L.LightningDataModule):
             return
         if stage == "fit":
             self.train_set = ImageDataset(
-                self.root, self.train_samples, train_transform(self.cfg), min_side=size
+                self.roots, self.train_samples, train_transform(self.cfg), min_side=size
             )
         self.val_set = ImageDataset(
-            self.root, self.val_samples, eval_transform(val_size), min_side=val_size
+            self.roots, self.val_samples, eval_transform(val_size), min_side=val_size
         )
 
     def _world(self) -> tuple[int, int]:

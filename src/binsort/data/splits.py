@@ -2,11 +2,19 @@
 
 A split is a set of relative paths, so it survives a copy of the dataset to another machine
 and can be checked against any folder later (``evaluate`` uses it to refuse leakage).
+
+The record (``split_record``) names the image root; a run on several folders names them all
+under ``roots``, in order, and its paths are qualified by the folder's index
+(``binsort.data.folder.qualify``: ``"1:paper/a.jpg"``). ``"root"`` stays the first folder, so
+a reader that knows one root still finds one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +74,25 @@ def select(samples: list[tuple[str, int]], paths: list[str]) -> list[tuple[str, 
             f"e.g. {missing[0]}"
         )
     return [(p, index[p]) for p in paths]
+
+
+def split_record(
+    roots: Sequence[str | Path],
+    seed: int,
+    train: list[str],
+    val: list[str],
+    test: list[str],
+) -> dict[str, Any]:
+    """What a checkpoint and split.json record of a split: its folder(s), seed and lists."""
+    resolved = [str(Path(r).resolve()) for r in roots]
+    record: dict[str, Any] = {"root": resolved[0]}
+    if len(resolved) > 1:
+        record["roots"] = resolved
+    return {**record, "seed": seed, "train": train, "val": val, "test": test}
+
+
+def recorded_roots(record: dict[str, Any]) -> list[str]:
+    """The image folder(s) a split record names: ``roots``, or the one ``root`` of a run on one
+    folder (and of every record written before several were possible)."""
+    roots = record.get("roots")
+    return [str(r) for r in roots] if roots else [str(record["root"])]

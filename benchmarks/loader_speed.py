@@ -56,11 +56,12 @@ def model_speed(cfg: TrainConfig, classes: int, warmup: int, steps: int) -> floa
 
 def loader_speed(cfg: TrainConfig, warmup: int, batches: int) -> float:
     """Images/s of iterating the training loader ``binsort train`` would build."""
-    samples = scan_folder(cfg.root, check=False).samples
+    (root,) = cfg.root  # one folder at a time
+    samples = scan_folder(root, check=False).samples
     for path, _ in samples:
         # Into the OS file cache first, as after a first epoch: the first folder timed should
         # not be the only one to pay for disk reads (trials: up to 1.5x slower when it did).
-        (Path(cfg.root) / path).read_bytes()
+        (Path(root) / path).read_bytes()
     datamodule = BinDataModule(cfg.root, samples, [], cfg)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()

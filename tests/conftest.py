@@ -135,6 +135,31 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> list:
     return results
 
 
+@pytest.fixture(scope="session")
+def two_folder_run(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny run on two folders whose classes partly overlap: ``a`` has glass, metal and
+    paper, ``b`` paper and a class of its own, landfill. Returns (TrainResult, a, b)."""
+    from binsort.config import TrainConfig
+    from binsort.train import fit
+
+    base = tmp_path_factory.mktemp("two_folders")
+    a = make_image_folder(base / "a", per_class=6, size=(36, 36), tag="_a")
+    b = make_image_folder(base / "b", ("paper", "landfill"), per_class=6, size=(36, 36), tag="_b")
+    cfg = TrainConfig(
+        root=[str(a), str(b)],
+        model="resnet18",
+        weights=None,
+        input_size=16,
+        epochs=1,
+        batch=4,
+        workers=0,
+        split=0.2,
+        test_split=0.2,
+        out=str(base / "runs"),
+    )
+    return fit(cfg), a, b
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A valid 1x1 PNG whose IHDR (with a correct CRC) claims ``width`` x ``height``."""
     buffer = io.BytesIO()

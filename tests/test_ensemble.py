@@ -243,3 +243,19 @@ def test_greedy_needs_validation_images(trained_runs: list, tmp_path: Path) -> N
     with pytest.raises(BinsortError, match="validation images"):
         build_ensemble([trained_runs[0].last_checkpoint], tmp_path / "e.pt", select="greedy")
     assert not (tmp_path / "e.pt").exists()
+
+
+def test_calibrate_on_two_folders_guards_the_folders_a_member_trained_on(
+    two_folder_run, tmp_path: Path
+) -> None:
+    run, _, b = two_folder_run
+    held_a = make_image_folder(tmp_path / "ha", per_class=2, size=(36, 36), tag="_ha")
+    held_b = make_image_folder(tmp_path / "hb", ("landfill",), per_class=3, size=(36, 36))
+    args = ["ensemble", str(run.last_checkpoint), "--calibrate", "-o"]
+    roots = ["--root", str(held_a), "--root", str(held_b)]
+    result = runner.invoke(app, [*args, str(tmp_path / "ens.pt"), *roots])
+    assert result.exit_code == 0, result.output
+    assert load_members(tmp_path / "ens.pt")[0].temperature != 1.0
+    roots = ["--root", str(held_a), "--root", str(b)]  # b: photos the member trained on
+    result = runner.invoke(app, [*args, str(tmp_path / "leak.pt"), *roots])
+    assert result.exit_code == 1 and "were used to train" in result.output, result.output

@@ -302,3 +302,49 @@ def test_sample_grid_shows_the_highest_losses_first() -> None:
     probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.05, 0.95], [0.01, 0.99]])
     # Image 3 is the most confidently wrong, then image 1 (wrong, less sure), then the rights.
     assert top_losses(probs, labels, 3) == [3, 1, 0]
+
+
+def test_a_model_of_two_folders_is_guarded_on_each(two_folder_run, tmp_path: Path) -> None:
+    """Photos of either folder it trained on are refused, from that folder alone too."""
+    run, a, b = two_folder_run
+    assert load_members(run.last_checkpoint)[0].classes == ["glass", "landfill", "metal", "paper"]
+    result = run_evaluate(run.last_checkpoint, "--root", b, "-o", tmp_path / "b")
+    assert result.exit_code == 1, result.output
+    assert "were used to train" in result.output and "e.g. landfill/" in result.output
+    result = run_evaluate(run.last_checkpoint, "--root", a, "--root", b, "-o", tmp_path / "ab")
+    assert result.exit_code == 1 and "were used to train" in result.output, result.output
+    assert f"e.g. {a}/" in result.output  # a photo of several folders is named by its path
+    args = ("--root", b, "--allow-overlap", "-o", tmp_path / "c")
+    result = run_evaluate(run.last_checkpoint, *args)
+    assert result.exit_code == 0 and "WARNING" in result.output, result.output
+
+
+def test_two_folders_are_scored_as_one_set(two_folder_run, tmp_path: Path) -> None:
+    run, _, _ = two_folder_run
+    held_a = make_image_folder(tmp_path / "ha", per_class=2, size=(36, 36), tag="_ha")
+    held_b = make_image_folder(
+        tmp_path / "hb", ("paper", "landfill"), per_class=3, size=(36, 36), tag="_hb"
+    )
+    out = tmp_path / "out"
+    result = run_evaluate(run.last_checkpoint, "--root", held_a, "--root", held_b, "-o", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 12 and metrics["roots"] == [str(held_a), str(held_b)]
+    support = {c: v["support"] for c, v in metrics["models"][0]["per_class"].items()}
+    assert support == {"glass": 2, "landfill": 3, "metal": 2, "paper": 5}
+
+
+def test_the_split_of_two_folders_is_read_back(two_folder_run, tmp_path: Path) -> None:
+    run, a, b = two_folder_run
+    split = json.loads((Path(run.run_dir) / "split.json").read_text())
+    assert {p.split(":")[0] for p in split["test"]} == {"0", "1"}
+    result = evaluate([run.last_checkpoint], split=run.run_dir)
+    assert len(result.images.samples) == len(split["test"]) and result.images.roots == [a, b]
+    # The folders may have moved: give each again, in order.
+    moved = [tmp_path / "a", tmp_path / "b"]
+    for old, new in zip((a, b), moved, strict=True):
+        new.symlink_to(old, target_is_directory=True)
+    result = evaluate([run.last_checkpoint], split=run.run_dir, root=moved)
+    assert len(result.images.samples) == len(split["test"]) and result.images.roots == moved
+    with pytest.raises(BinsortError, match="records 2 image folder"):
+        evaluate([run.last_checkpoint], split=run.run_dir, root=moved[0])

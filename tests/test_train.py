@@ -501,3 +501,69 @@ def test_bad_eval_sizes_are_one_line_errors_before_any_run_folder(
     result = train(image_folder, tmp_path, "--epochs", "1", *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_two_folders_train_one_model_on_the_union_of_their_classes(tmp_path):
+    from conftest import make_image_folder
+
+    a = make_image_folder(tmp_path / "a", per_class=5, tag="_a")
+    b = make_image_folder(tmp_path / "b", ("paper", "landfill"), per_class=5, tag="_b")
+    args = ("--root", str(b), "--epochs", "1", "--limit-batches", "1", "--test-split", "0.2")
+    result = train(a, tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    assert "16 / 4 / 5" in result.output  # 25 photos of both folders, split together
+    folder = run_dir(tmp_path)
+    classes = ["glass", "landfill", "metal", "paper"]
+    split = json.loads((folder / "split.json").read_text())
+    assert split["classes"] == classes
+    assert split["roots"] == [str(a.resolve()), str(b.resolve())] and split["root"] == str(
+        a.resolve()
+    )
+    paths = split["train"] + split["val"] + split["test"]
+    assert len(paths) == len(set(paths)) == 25
+    assert {p.split(":")[0] for p in paths} == {"0", "1"}  # each photo names its folder
+    assert sum(p.startswith("1:paper/") for p in paths) == 5
+    config = json.loads((folder / "config.json").read_text())
+    assert config["root"] == [str(a), str(b)]
+    ckpt = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["classes"] == classes and hparams["config"]["root"] == [str(a), str(b)]
+    assert hparams["split"]["roots"] == split["roots"]
+    # A resumed run reads both folders and the same split again.
+    result = runner.invoke(app, ["train", "--resume", str(folder), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["hyper_parameters"]["split"]["train"] == split["train"]
+    # ... but not another number of folders than its split records.
+    result = runner.invoke(app, ["train", "--resume", str(folder), "--root", str(a)])
+    assert result.exit_code == 1 and "records 2 image folder(s)" in result.output
+
+
+def test_a_run_on_one_folder_records_it_as_it_always_did(image_folder, tmp_path):
+    """Readers of config.json and split.json (and older checkpoints) see one root as a path."""
+    from binsort.config import TrainConfig
+
+    assert train(image_folder, tmp_path, "--epochs", "1", "--limit-batches", "1").exit_code == 0
+    folder = run_dir(tmp_path)
+    split = json.loads((folder / "split.json").read_text())
+    assert split["root"] == str(image_folder.resolve()) and "roots" not in split
+    assert not any(":" in p for p in split["train"])
+    config = json.loads((folder / "config.json").read_text())
+    assert config["root"] == str(image_folder)
+    ckpt = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["config"]["root"] == str(image_folder)
+    assert ckpt["hyper_parameters"]["split"] == {
+        k: split[k] for k in ckpt["hyper_parameters"]["split"]
+    }
+    stored = {k: v for k, v in config.items() if k not in ("classes", "mean", "std")}
+    assert TrainConfig.from_dict(stored).root == [str(image_folder)]
+
+
+@pytest.mark.parametrize("case", ["twice", "inside"])
+def test_a_root_given_twice_or_inside_another_is_a_one_line_error(image_folder, tmp_path, case):
+    other = image_folder if case == "twice" else image_folder / "glass"
+    result = train(image_folder, tmp_path, "--root", str(other), "--epochs", "1")
+    assert result.exit_code == 1, result.output
+    assert ("twice" if case == "twice" else "inside") in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

@@ -11,6 +11,7 @@ Use it from Python like the CLI does::
     from binsort.train import fit
     result = fit(TrainConfig(root="data/trashnet288"))  # Lite0 fine-tuned from ImageNet
     result = fit(TrainConfig(root="data/trashnet144", model="mobilenet_v3_small", weights=None))
+    result = fit(TrainConfig(root=["data/trashnet288", "collected"]))  # two folders, one model
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from binsort.errors import BinsortError
@@ -138,7 +140,13 @@ def _by_recipe(name: str) -> str:
 @dataclass
 class TrainConfig:
     # --- data ---
-    root: str | None = _opt(None, "ImageFolder root: one sub-folder of images per class.", DATA)
+    root: list[str] | None = _opt(
+        None,
+        "ImageFolder root: one sub-folder of images per class. Give --root again to train on "
+        "several folders: classes are matched by folder name, the model's classes are their "
+        "union, and the split is drawn over all their photos together (docs/train.md).",
+        DATA,
+    )
     seed: int = _opt(42, "Seed for the split, the sampler, augmentation and initialisation.", DATA)
     split_seed: int | None = _opt(
         None,
@@ -332,6 +340,12 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        # One root may come as a plain path: from Python, and from every checkpoint and
+        # config.json of a one-folder run (to_dict writes it back the same way).
+        if isinstance(self.root, str | PurePath):
+            self.root = [str(self.root)]
+        elif self.root is not None:
+            self.root = [str(r) for r in self.root] or None
         if isinstance(self.weights, str) and self.weights.lower() == SCRATCH_WEIGHTS:
             self.weights = None
         # Options left unset take the recipe's value: fine-tuning from weights, else scratch.
@@ -419,6 +433,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain values only, so that checkpoints load with ``weights_only=True``."""
         data = dataclasses.asdict(self)
+        if data["root"] is not None and len(data["root"]) == 1:
+            data["root"] = data["root"][0]  # as a one-folder run always recorded it
         for key in ("mean", "std"):
             if data[key] is not None:
                 data[key] = [float(v) for v in data[key]]

@@ -12,6 +12,7 @@ the results in the file. ``select_greedy`` works on a probability tensor alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def build_ensemble(
     out: str | Path,
     force: bool = False,
     select: str = "none",
-    root: str | Path | None = None,
+    root: str | Path | Sequence[str | Path] | None = None,
     split: str | Path | None = None,
     calibrate: bool = False,
     input_size: int | None = None,

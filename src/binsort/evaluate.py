@@ -15,6 +15,7 @@ types are in ``binsort.results``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,13 +63,13 @@ def _other_views(candidates: list, tta: str) -> list[str]:
 
 def evaluate(
     checkpoints: list[str | Path],
-    root: str | Path | None = None,
+    root: str | Path | Sequence[str | Path] | None = None,
     split: str | Path | None = None,
     ensemble: bool = False,
     average: str = "weighted",
     tta: str = "none",
     calibrate: bool = False,
-    calibration_root: str | Path | None = None,
+    calibration_root: str | Path | Sequence[str | Path] | None = None,
     allow_overlap: bool = False,
     report_model: int | None = None,
     part: str = "test",
@@ -78,11 +79,12 @@ def evaluate(
 ) -> Evaluation:
     """Score each model (and with ``ensemble``, their mean) on a folder or a recorded split.
 
-    ``root`` is an ImageFolder; ``split`` a run folder or checkpoint whose recorded test list
-    (or with ``part="val"`` its validation list) is scored (``root`` then overrides the split's
-    image root). ``calibrate`` fits a temperature per model on ``calibration_root`` (or the
-    split's validation list) first and, for the ensemble row, one factor those temperatures
-    share that calibrates the mean (``Calibration.for_ensemble``).
+    ``root`` is an ImageFolder, or a list of them scored together (classes matched by folder
+    name); ``split`` a run folder or checkpoint whose recorded test list (or with
+    ``part="val"`` its validation list) is scored (``root`` then overrides the split's image
+    root, or roots, in the recorded order). ``calibrate`` fits a temperature per model on
+    ``calibration_root`` (or the split's validation list) first and, for the ensemble row, one
+    factor those temperatures share that calibrates the mean (``Calibration.for_ensemble``).
     """
     check_choice("--average", average, AVERAGES)
     check_choice("--tta", tta, TTA_MODES)

@@ -4,6 +4,10 @@
 split, builds the model, and runs Lightning. The run folder ``OUT/NAME/version_N/`` gets the
 TensorBoard logs, ``checkpoints/`` (top-k by the monitored metric, plus ``last.ckpt``),
 ``config.json`` (the resolved config) and ``split.json`` (the exact file lists).
+
+Several ``--root`` folders train one model: ``binsort.data.folder.scan_folders`` matches their
+classes by name, the split is drawn over all their photos, and the split record lists the
+folders (``roots``) with each path qualified by its folder's index.
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ def fit(
         transform_input = stored.get("transform_input", False)
     if cfg.root is None:
         raise BinsortError("--root is required: the ImageFolder to train on")
+    from binsort.data.folder import check_roots
+
+    check_roots(cfg.root)  # before the weights are read: a slip costs no waiting
     from binsort.models.factory import resolve_model_name
 
     # Checkpoints store the canonical name, so the zoo it came from is never ambiguous.
@@ -128,11 +135,11 @@ def fit(
         source = read_weights(cfg.weights, cfg.model)
         transform_input = source.transform_input
 
-    from binsort.data.folder import require_every_class, scan_folder
-    from binsort.data.splits import select, stratified_split
+    from binsort.data.folder import require_every_class, scan_folders
+    from binsort.data.splits import recorded_roots, select, split_record, stratified_split
 
     if images is None:
-        images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
+        images = scan_folders(cfg.root, check=True, workers=max(2, cfg.workers))
     require_every_class(images)
     notes = []
     if source is not None and source.split and not recorded_split:
@@ -145,6 +152,14 @@ def fit(
             notes.append("kept the split of the --weights checkpoint (same images)")
         else:
             notes.append("the --weights checkpoint was trained on other images: a new split")
+    if recorded_split and "root" in recorded_split:
+        # Paths of several folders name them by index: other folders would mean other photos.
+        folders = len(recorded_roots(recorded_split))
+        if folders != len(images.roots):
+            raise BinsortError(
+                f"the run's split records {folders} image folder(s) and --root gives "
+                f"{len(images.roots)}: give the folders it was trained on, in the same order"
+            )
     if recorded_split:
         train_paths, val_paths = recorded_split["train"], recorded_split["val"]
         test_paths = recorded_split.get("test", [])
@@ -175,20 +190,16 @@ def fit(
         std = std or source.std
     mean = list(mean or IMAGENET_MEAN)
     std = list(std or IMAGENET_STD)
-    split_record = {
-        "root": str(Path(cfg.root).resolve()),
-        "seed": cfg.effective_split_seed,
-        "train": train_paths,
-        "val": val_paths,
-        "test": test_paths,
-    }
+    record = split_record(
+        images.roots, cfg.effective_split_seed, train_paths, val_paths, test_paths
+    )
     module = Classifier(
         cfg.to_dict(),
         images.classes,
         mean,
         std,
         class_counts=counts,
-        split=split_record,
+        split=record,
         transform_input=transform_input,
     )
     if source is not None:
@@ -208,7 +219,7 @@ def fit(
             f"trains on {cfg.input_size}-px crops, validates at {cfg.val_size} px: evaluate, "
             f"ensemble, export and predict feed it {cfg.val_size}-px images"
         )
-    run_warnings = _upscaled_validation(images.root, val_samples, cfg)
+    run_warnings = _upscaled_validation(images.roots, val_samples, cfg)
     if cfg.imbalance and cfg.class_weights:
         run_warnings.append(
             "--imbalance and --class-weights both correct for class sizes: together they "
@@ -224,7 +235,7 @@ def fit(
         from binsort.models.probe import head_module
 
         head_module(module.model.net, module.head)  # refuse a head it cannot fit, before work
-        module.probe_batches = _probe_batches(images.root, train_samples, cfg)
+        module.probe_batches = _probe_batches(images.roots, train_samples, cfg)
 
     trainer, history, logger = _trainer(cfg, ckpt_path, progress, version)
     run_dir = Path(logger.log_dir)
@@ -236,9 +247,9 @@ def fit(
         )
         _write_json(
             run_dir / "split.json",
-            {**split_record, "classes": images.classes, "skipped": images.skipped},
+            {**record, "classes": images.classes, "skipped": images.skipped},
         )
-    datamodule = BinDataModule(images.root, train_samples, val_samples, cfg)
+    datamodule = BinDataModule(images.roots, train_samples, val_samples, cfg)
     torch.backends.cudnn.benchmark = cfg.benchmark
     try:
         with _stop_on_ctrl_c(trainer):
@@ -296,14 +307,19 @@ def fit(
     )
 
 
-def _upscaled_validation(root: Path, samples: list[tuple[str, int]], cfg: TrainConfig) -> list:
+def _upscaled_validation(
+    roots: list[Path], samples: list[tuple[str, int]], cfg: TrainConfig
+) -> list:
     """A warning when --eval-size enlarges validation images: the checkpoint would be chosen on
     blurred copies of what it will be fed (the typical slip: a resized copy as --root)."""
     if cfg.eval_size is None:
         return []
+    from binsort.data.folder import locate
     from binsort.data.images import shorter_side
 
-    small = sum((shorter_side(root / path) or cfg.eval_size) < cfg.eval_size for path, _ in samples)
+    small = sum(
+        (shorter_side(locate(roots, path)) or cfg.eval_size) < cfg.eval_size for path, _ in samples
+    )
     if not small:
         return []
     return [
@@ -312,7 +328,7 @@ def _upscaled_validation(root: Path, samples: list[tuple[str, int]], cfg: TrainC
     ]
 
 
-def _probe_batches(root: Path, samples: list[tuple[str, int]], cfg: TrainConfig) -> Any:
+def _probe_batches(roots: list[Path], samples: list[tuple[str, int]], cfg: TrainConfig) -> Any:
     """The training images as validation sees them: the features the head is fitted on."""
     from torch.utils.data import DataLoader
 
@@ -320,7 +336,7 @@ def _probe_batches(root: Path, samples: list[tuple[str, int]], cfg: TrainConfig)
     from binsort.data.transforms import eval_transform
 
     size = cfg.input_size
-    dataset = ImageDataset(root, samples, eval_transform(size), min_side=size)
+    dataset = ImageDataset(roots, samples, eval_transform(size), min_side=size)
     return DataLoader(dataset, batch_size=cfg.batch, num_workers=cfg.workers)
 
 
@@ -353,12 +369,12 @@ def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> 
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from binsort.data.folder import require_every_class, scan_folder
+    from binsort.data.folder import require_every_class, scan_folders
     from binsort.data.splits import stratified_split
 
     if cfg.root is None:
         raise BinsortError("--root is required: the ImageFolder to train on")
-    images = scan_folder(cfg.root, check=True, workers=max(2, cfg.workers))
+    images = scan_folders(cfg.root, check=True, workers=max(2, cfg.workers))
     require_every_class(images)
     outer = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed)
     held_out = set(outer.test)

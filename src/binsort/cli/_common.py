@@ -114,8 +114,10 @@ BinsOption = Annotated[
 # and --allow-overlap do; each command says what it uses the images for.
 def root_option(use: str) -> Any:
     return typer.Option(
-        help=f"{use} With --split: the image root to find the split's files in, instead of "
-        "the recorded one.",
+        help=f"{use} Give --root again to use several folders as one set (classes matched by "
+        "folder name). With --split: the image root to find the split's files in, instead of "
+        "the recorded one (a run on several folders: each, in the order it was trained with).",
+        metavar="DIR",  # not Typer's "<list[Path]>": one folder per --root
         show_default=False,
         rich_help_panel="Images",
     )

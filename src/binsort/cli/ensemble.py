@@ -51,7 +51,7 @@ def ensemble(
         ),
     ] = "none",
     root: Annotated[
-        Path | None,
+        list[Path] | None,
         root_option("Validation ImageFolder for --select greedy and --calibrate."),
     ] = None,
     split: Annotated[Path | None, split_option("Use the validation list")] = None,

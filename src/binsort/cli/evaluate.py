@@ -31,7 +31,7 @@ CHECKPOINTS = typer.Argument(
 def evaluate(
     checkpoints: Annotated[list[Path], CHECKPOINTS],
     root: Annotated[
-        Path | None,
+        list[Path] | None,
         root_option("ImageFolder to score (one sub-folder per class)."),
     ] = None,
     split: Annotated[Path | None, split_option("Score the held-out test list")] = None,
@@ -71,9 +71,10 @@ def evaluate(
         ),
     ] = False,
     calibration_root: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
-            help="ImageFolder to fit temperatures on.",
+            help="ImageFolder to fit temperatures on (give it again for several).",
+            metavar="DIR",
             show_default=False,
             rich_help_panel="Scoring",
         ),
@@ -103,6 +104,8 @@ def evaluate(
     workers: Workers = 0,
 ) -> None:
     """Score models on an ImageFolder (--root) or a run's held-out test list (--split).
+
+    Give --root again to score several folders as one set (classes matched by folder name).
 
     Prints one row per model (accuracy, precision, recall, F1, calibration error, speed;
     with --ensemble a last row for their mean), then sklearn's classification report.

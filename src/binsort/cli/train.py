@@ -148,7 +148,11 @@ def build_command():
         elif f.name == "milestones":
             # "150,190"; GarbageML's "--milestones 150 190" is joined in binsort.cli.main.
             kind, default = str, ",".join(str(m) for m in default)
-        option = typer.Option(help=f.metadata["help"], rich_help_panel=f.metadata["panel"])
+        # A repeatable option (--root A --root B) shows one item, not Typer's "<list[str]>".
+        metavar = "DIR" if f.name == "root" else None
+        option = typer.Option(
+            help=f.metadata["help"], rich_help_panel=f.metadata["panel"], metavar=metavar
+        )
         params.append(
             inspect.Parameter(
                 f.name,
@@ -188,6 +192,9 @@ results.csv, config.json and split.json. Flags are off unless given; with --resu
 --no- form (--no-cache) turns off one the run was started with.
 
 Example: binsort train --root data/trashnet288 --cache --channels-last --workers 0
+
+Several folders, one model (classes matched by folder name; the model's classes are their
+union): binsort train --root data/trashnet288 --root collected
 """
 
 

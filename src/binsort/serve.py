@@ -27,6 +27,8 @@ clear message; answers never carry a path of the server's disk.
 
 from __future__ import annotations
 
+import io
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -43,7 +45,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from binsort.bins import BinMap, load_bin_map
-from binsort.config import MAX_MEGAPIXELS, SERVE_CONCURRENCY, SERVE_MAX_UPLOAD_MB
+from binsort.collect import Collection
+from binsort.config import (
+    COLLECT_MAX_GB,
+    MAX_MEGAPIXELS,
+    PREDICT_TOP_K,
+    SERVE_CONCURRENCY,
+    SERVE_MAX_UPLOAD_MB,
+)
 from binsort.data.images import IMAGE_EXTENSIONS, NOT_A_PHOTO_SHAPE, TOO_LARGE
 from binsort.errors import BinsortError
 from binsort.predict import (
@@ -53,6 +62,7 @@ from binsort.predict import (
     load_model,
     predict_photos,
 )
+from binsort.serve_collect import add_collect_routes, needs_token
 
 UPLOAD_IDLE_SECONDS = 30.0  # a connection that sends nothing this long loses its slot
 UPLOAD_PATHS = frozenset({"/predict"})  # the routes that take a body
@@ -108,10 +118,15 @@ class UploadError(Exception):
 
 
 def classify_upload(
-    served: Served, upload: Any, filename: str, max_megapixels: float = MAX_MEGAPIXELS
+    served: Served,
+    upload: Any,
+    filename: str,
+    max_megapixels: float = MAX_MEGAPIXELS,
+    collection: Collection | None = None,
 ) -> dict[str, Any]:
     """``predict --format json``'s record for one uploaded photo, read from the file object
-    ``upload`` (raises ``UploadError``)."""
+    ``upload`` (raises ``UploadError``). With a ``collection``, a photo that got a bin is held
+    for its user's answer, and the record carries its ``photo_id``."""
     # The same library call as predict, on the same bytes: the photo goes through a file so
     # that every format predict reads (HEIC included) is read here the same way.
     suffix = Path(filename).suffix.lower()
@@ -122,10 +137,19 @@ def classify_upload(
             shutil.copyfileobj(upload, out, 1 << 20)
         if photo.stat().st_size == 0:
             raise UploadError(422, "the upload is empty")
+        classes = served.model.classes
         rows = predict_photos(
-            [photo], served.model, served.bin_map, workers=0, max_megapixels=max_megapixels
+            [photo],
+            served.model,
+            served.bin_map,
+            workers=0,
+            max_megapixels=max_megapixels,
+            top_k=len(classes),  # every probability, for the collection's record
         )
         (row,) = list(rows)
+        photo_id = None
+        if collection is not None and row.error is None and row.not_recognised is None:
+            photo_id = collection.hold(photo, row.label, dict(row.top), max_megapixels)
     if row.error is not None:
         reason = row.error
         if reason.startswith(f"refused, {TOO_LARGE}"):
@@ -133,7 +157,9 @@ def classify_upload(
         if reason.startswith(f"refused, {NOT_A_PHOTO_SHAPE}"):
             raise UploadError(422, f"{filename}: {reason}")
         raise UploadError(422, f"{filename}: not a readable image")
-    return {**as_record(row), **served.source, "path": filename}
+    record = {**as_record(row), **served.source, "path": filename}
+    record["top"] = record["top"][:PREDICT_TOP_K]
+    return record if collection is None else {**record, "photo_id": photo_id}
 
 
 class UploadSlots:
@@ -175,8 +201,12 @@ def create_app(
     concurrency: int = SERVE_CONCURRENCY,
     max_megapixels: float = MAX_MEGAPIXELS,
     idle_seconds: float = UPLOAD_IDLE_SECONDS,
+    collection: Collection | None = None,
+    token: str | None = None,
 ) -> FastAPI:
-    """The FastAPI application serving ``served``."""
+    """The FastAPI application serving ``served``; with a ``collection``, the page asks
+    whether each answer was right and keeps the photos it is told about
+    (``binsort.serve_collect``; ``token``, when set, is needed to write)."""
     if concurrency < 1:
         raise BinsortError(f"--concurrency must be at least 1, got {concurrency}")
     if max_bytes < 1:
@@ -216,7 +246,9 @@ def create_app(
 
     @app.get("/model")
     def model_info() -> dict[str, Any]:
-        return served.info()
+        return {**served.info(), "collecting": collection is not None}
+
+    add_collect_routes(app, collection, token)
 
     @app.post(
         "/predict",
@@ -231,7 +263,7 @@ def create_app(
             return error(415, f"{name}: {kind} is not an image")
         try:
             record = await anyio.to_thread.run_sync(
-                partial(classify_upload, served, file.file, name, max_megapixels)
+                partial(classify_upload, served, file.file, name, max_megapixels, collection)
             )
         except UploadError as exc:
             return error(exc.status, exc.message)
@@ -253,6 +285,95 @@ _ERRORS = {
     415: "The upload is not an image.",
     422: "No photo in the field 'file', an empty upload or an unreadable image.",
 }
+
+
+@dataclass
+class Server:
+    """What ``binsort serve`` runs: the app, and what to tell its user at start-up."""
+
+    app: FastAPI
+    served: Served
+    base: str  # the page's address: http://HOST:PORT/
+    token: str | None  # needed to label, relabel and delete; None on loopback
+    collection: Collection | None
+
+    def link(self, page: str = "") -> str:
+        return self.base + page + (f"?token={self.token}" if self.token else "")
+
+    def banner(self) -> list[str]:
+        where = "this computer only" if self.base.startswith("http://127.") else "the network"
+        lines = [
+            f"binsort serve: {self.served.description}, bins {self.served.bin_map.source}; "
+            f"open {self.link()} (reachable from {where}; Ctrl-C stops)"
+        ]
+        if self.collection is not None:
+            lines.append(
+                f"collecting: photos confirmed on the page are kept in {self.collection.root}; "
+                f"review them at {self.link('review')}"
+            )
+            if self.token:
+                lines.append("the link with its token, for a phone's camera:")
+                lines.append(qr_code(self.link()))
+        return lines
+
+    def close(self) -> None:
+        if self.collection is not None:
+            self.collection.close()
+
+
+def prepare(
+    model: str | Path | None,
+    bins: str | Path,
+    host: str,
+    port: int,
+    *,
+    collect: str | Path | None = None,
+    token: str | None = None,
+    collect_max_gb: float = COLLECT_MAX_GB,
+    **limits: Any,
+) -> Server:
+    """The app ``binsort serve`` runs, with its collection and token when ``collect`` is set
+    (a token is made when none is given and ``host`` is not loopback); ``limits`` go to
+    ``create_app``."""
+    if collect_max_gb <= 0:
+        raise BinsortError(f"--collect-max-gb must be above 0, got {collect_max_gb}")
+    served = load_served(model, bins)
+    collection = None
+    if collect is not None:
+        collection = Collection(
+            collect,
+            served.model.classes,
+            served.source["model_sha256"],
+            max_bytes=int(collect_max_gb * 1e9),
+        )
+        if needs_token(host):
+            token = token or secrets.token_urlsafe(16)
+    if collection is None or not needs_token(host):
+        token = None
+    app = create_app(served, collection=collection, token=token, **limits)
+    return Server(app, served, f"http://{_address(host)}:{port}/", token, collection)
+
+
+def _address(host: str) -> str:
+    """An address a browser can open: for "every interface", this computer's own name's
+    address (resolved locally; 127.0.0.1 when it has no other)."""
+    if host not in ("0.0.0.0", "::"):
+        return host
+    import socket
+
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def qr_code(link: str) -> str:
+    """``link`` as a QR code in text, for a phone's camera."""
+    import segno
+
+    out = io.StringIO()
+    segno.make(link, error="l").terminal(out=out, compact=True)
+    return out.getvalue().rstrip()
 
 
 def _version() -> str:

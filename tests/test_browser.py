@@ -37,10 +37,22 @@ def free_port() -> int:
 @pytest.fixture
 def server():
     """``binsort serve`` with the bundled model on a free loopback port."""
+    yield from start_server()
+
+
+@pytest.fixture
+def collecting(tmp_path: Path):
+    """``binsort serve --collect`` into ``tmp_path / "collected"``."""
+    folder = tmp_path / "collected"
+    for url in start_server("--collect", str(folder)):
+        yield url, folder
+
+
+def start_server(*options: str):
     port = free_port()
     script = Path(sys.executable).parent / "binsort"
     process = subprocess.Popen(
-        [str(script), "serve", "--port", str(port)],
+        [str(script), "serve", "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -111,3 +123,27 @@ def test_a_photo_uploaded_through_the_page_shows_its_bin(server: str, tmp_path: 
     assert shot.stat().st_size > 10_000
     if os.environ.get("BINSORT_UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, SCREENSHOT)  # the README's picture of the page
+
+
+def test_a_photo_confirmed_on_the_page_is_kept_in_its_class_folder(collecting, tmp_path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, folder = collecting
+    driver = browser(tmp_path)
+    try:
+        driver.get(url)
+        WebDriverWait(driver, 20).until(
+            lambda d: d.find_element(By.ID, "collecting").is_displayed()
+        )
+        assert "kept on this computer" in driver.find_element(By.ID, "collecting").text
+        driver.find_element(By.ID, "photo").send_keys(str(HELD_OUT / "glass12.jpg"))
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "ask").is_displayed())
+        assert not folder.exists() or not list(folder.rglob("*.jpg"))  # nothing kept yet
+        # The model answers glass for this photo; "No, it is metal" corrects it.
+        driver.find_element(By.CSS_SELECTOR, "#choices button[data-label=metal]").click()
+        WebDriverWait(driver, 20).until(lambda d: "Kept as" in d.find_element(By.ID, "kept").text)
+    finally:
+        driver.quit()
+    kept = list((folder / "metal").glob("*.jpg"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 1000

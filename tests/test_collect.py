@@ -298,3 +298,28 @@ def test_a_label_that_is_not_a_class_is_refused_by_the_library(folder, tmp_path)
     with pytest.raises(CollectError) as err:
         collection.label("x", "sofa")
     assert err.value.status == 422
+
+
+def test_a_full_disk_keeps_nothing_half_written(monkeypatch, folder, tmp_path) -> None:
+    import errno
+    import shutil
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(phone_photo(7))
+    collection = Collection(folder, CLASSES, "x")
+    photo_id = collection.hold(photo, "metal", {"metal": 0.9})
+    real_copy = shutil.copyfile
+
+    def half_then_full(source, target):
+        Path(target).write_bytes(Path(source).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", half_then_full)
+    with pytest.raises(CollectError) as err:
+        collection.label(photo_id, "metal")
+    assert err.value.status == 507 and "nothing was stored" in str(err.value)
+    assert not list(folder.rglob("*.jpg*")) and rows(folder) == []
+    monkeypatch.setattr(shutil, "copyfile", real_copy)
+    collection.label(photo_id, "metal")  # once there is room, the same answer keeps it
+    consistent(folder)
+    collection.close()

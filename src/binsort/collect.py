@@ -168,26 +168,33 @@ class Collection:
         final = self.root / relative
         final.parent.mkdir(exist_ok=True)
         partial = _partial(final)
-        shutil.copyfile(held.path, partial)
-        _sync(partial)
-        now = time.time()
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    held.sha256,
-                    relative,
-                    held.received,
-                    self.model_sha256,
-                    held.answer,
-                    json.dumps(held.probabilities),
-                    label,
-                    now,
-                ),
-            )
-            db.execute("INSERT INTO history VALUES (?, ?, NULL, ?)", (held.sha256, label, now))
-            db.execute("COMMIT")
+        try:
+            shutil.copyfile(held.path, partial)
+            _sync(partial)
+            now = time.time()
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        held.sha256,
+                        relative,
+                        held.received,
+                        self.model_sha256,
+                        held.answer,
+                        json.dumps(held.probabilities),
+                        label,
+                        now,
+                    ),
+                )
+                db.execute("INSERT INTO history VALUES (?, ?, NULL, ?)", (held.sha256, label, now))
+                db.execute("COMMIT")
+        except (OSError, sqlite3.Error) as exc:
+            # A full disk or a failing database: nothing kept, nothing half-written.
+            partial.unlink(missing_ok=True)
+            raise CollectError(
+                507, f"could not keep the photo ({exc}); nothing was stored"
+            ) from None
         self._publish(partial, final)
         return self.record(held.sha256)
 

@@ -64,6 +64,7 @@ def test_default_member_computes_what_the_file_computes(lite0):
     assert lite0.origin.startswith("the bundled model (member 3, timm/tf_efficientnet_lite0")
     assert lite0.classes == TRASHNET and lite0.mean == [0.5] * 3 and lite0.std == [0.5] * 3
     assert lite0.folded_norms
+    assert "cardboard/cardboard10.jpg" in lite0.split["train"]  # TrashNet's, for the guard
     model = build_model(LITE0, 6, lite0.mean, lite0.std)
     report = load_weights(model.net, lite0, head_prefixes(model.net, 6), TRASHNET)
     assert report.loaded == report.total and report.fresh == []

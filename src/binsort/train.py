@@ -153,9 +153,9 @@ def fit(
             # A later stage keeps the earlier stage's split, so images it validated or tested
             # on never become training images (the leakage guard holds across stages).
             recorded_split = source.split
-            notes.append("kept the split of the --weights checkpoint (same images)")
+            notes.append("kept the split the --weights were trained with (same images)")
         else:
-            notes.append("the --weights checkpoint was trained on other images: a new split")
+            notes.append("the --weights were trained on other images: a new split")
     if recorded_split and "root" in recorded_split:
         # Paths of several folders name them by index: other folders would mean other photos.
         folders = len(recorded_roots(recorded_split))

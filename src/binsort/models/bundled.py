@@ -68,7 +68,7 @@ def bundled_weights(spec: str, arch: str, path: Path | None = None) -> SourceWei
     arch = resolve_model_name(arch)
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}.get(METADATA_KEY)
-    members, classes = _members(meta, path)
+    members, classes, split = _members(meta, path)
     index = _choose(spec, arch, members)
     member = members[index]
     graph = _Graph(proto.graph)
@@ -89,22 +89,26 @@ def bundled_weights(spec: str, arch: str, path: Path | None = None) -> SourceWei
         mean,
         std,
         classes=classes,
+        # The TrashNet photos it was trained on: training on them again keeps that split, or
+        # is warned about, as for a checkpoint (binsort.train).
+        split=split,
         folded_norms=True,
     )
 
 
-def _members(meta: str | None, path: Path) -> tuple[list[dict], list[str]]:
-    """The file's members (architecture, temperature, ...) and class names."""
+def _members(meta: str | None, path: Path) -> tuple[list[dict], list[str], dict | None]:
+    """The file's members (architecture, temperature, ...), class names and training split."""
     import json
 
     try:
         data = json.loads(meta) if meta else {}
         members, classes = data["members"], [str(c) for c in data["classes"]]
     except (ValueError, KeyError, TypeError):
-        members, classes = None, []
+        data, members, classes = {}, None, []
     if not members or not all(isinstance(m, dict) and "arch" in m for m in members):
         raise BinsortError(f"{path}: not a binsort ensemble (no members in its metadata)")
-    return members, classes
+    split = data.get("split")
+    return members, classes, split if isinstance(split, dict) else None
 
 
 def _choose(spec: str, arch: str, members: list[dict]) -> int:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from binsort.cli import app
 
 runner = CliRunner()
-COMMANDS = ["resize", "train", "evaluate", "ensemble", "predict", "export", "serve"]
+COMMANDS = ["resize", "train", "evaluate", "ensemble", "predict", "export", "serve", "audit"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -11,7 +11,7 @@ import warnings
 
 import typer
 
-from binsort.cli import ensemble, evaluate, export, predict, resize, serve, train
+from binsort.cli import audit, ensemble, evaluate, export, predict, resize, serve, train
 from binsort.cli._common import Command
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command("ensemble", cls=Command)(ensemble.ensemble)
 app.command("predict", cls=Command)(predict.predict)
 app.command("export", cls=Command)(export.export)
 app.command("serve", cls=Command)(serve.serve)
+app.command("audit", cls=Command)(audit.audit)
 train.register(app)
 
 

@@ -22,6 +22,7 @@ from binsort.metrics import (
     paired_difference,
     per_class,
     weighted_mean,
+    wilson_interval,
 )
 from conftest import view_mean_nll
 
@@ -268,6 +269,9 @@ def test_accuracy_interval_is_wilsons():
     assert high - 0.95 < 0.95 - low
     low, high = accuracy_interval(labels, labels)
     assert high == pytest.approx(1.0) and 0.95 < low < 1.0
+    # From counts alone (training's validation, cross-validation's pooled figure): the same.
+    assert wilson_interval(95, 100) == accuracy_interval(labels, preds)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
 def test_paired_difference_counts_only_disagreements():

@@ -302,6 +302,90 @@ def test_folds_train_k_models_on_disjoint_validation_folds(tmp_path):
     assert all(not (set(s["train"]) | set(s["val"])) & test for s in splits)
     for i in range(3):
         assert (tmp_path / "runs" / "cv" / f"fold_{i}" / "checkpoints" / "last.ckpt").is_file()
+    check_folds_record(tmp_path / "runs" / "cv", result.output, vals)
+
+
+def check_folds_record(folder, output, vals):
+    """folds.json: per fold the photos it validated, the pooled figure right over photos in
+    all, every interval Wilson's; the table prints the pooled line."""
+    from binsort.metrics import wilson_interval
+
+    record = json.loads((folder / "folds.json").read_text())
+    folds, pooled = record["folds"], record["pooled"]
+    assert [f["photos"] for f in folds] == [len(v) for v in vals]
+    for fold in folds:
+        assert fold["interval"] == pytest.approx(wilson_interval(fold["correct"], fold["photos"]))
+        assert fold["accuracy"] == pytest.approx(fold["correct"] / fold["photos"])
+        assert fold["checkpoint"].endswith(".ckpt") and fold["best_epoch"] is not None
+    right = sum(f["correct"] for f in folds)
+    assert pooled["photos"] == sum(len(v) for v in vals) and pooled["correct"] == right
+    assert pooled["accuracy"] == pytest.approx(right / pooled["photos"])
+    assert pooled["interval"] == pytest.approx(wilson_interval(right, pooled["photos"]))
+    accuracies = [f["accuracy"] for f in folds]
+    assert record["mean"] == pytest.approx(sum(accuracies) / len(folds))
+    assert record["standard_error"] == pytest.approx(record["std"] / len(folds) ** 0.5)
+    line = next(x for x in output.splitlines() if "pooled out-of-fold" in x and "│" in x)
+    assert f"{pooled['accuracy']:.4f}" in line and f"{pooled['interval'][0]:.3f}" in line
+    assert "standard error of the mean" in output
+
+
+def test_validation_carries_its_interval_and_warns_when_it_is_wide(trained_runs):
+    """The best epoch's accuracy with the Wilson interval of the photos validation scored,
+    per epoch in results.csv too; six validation photos are far too few to rank recipes."""
+    import csv
+
+    from binsort.metrics import wilson_interval
+    from binsort.models.callbacks import RESULTS_COLUMNS
+
+    result = trained_runs[0]
+    assert result.val_photos == result.val_size == 6
+    right = round(result.best_row["val_accuracy"] * 6)
+    assert result.best_row["val_correct"] == right
+    assert result.val_interval == pytest.approx(wilson_interval(right, 6))
+    (warning,) = [w for w in result.warnings if "known to about" in w]
+    assert "6 photos" in warning and "--folds K" in warning and "--split" in warning
+    rows = list(csv.DictReader((result.run_dir / "results.csv").open()))
+    assert tuple(rows[0]) == RESULTS_COLUMNS
+    assert RESULTS_COLUMNS[-2:] == ("val_accuracy_low", "val_accuracy_high")
+    for row in rows:
+        low, acc, high = (
+            float(row[k]) for k in ("val_accuracy_low", "val_accuracy", "val_accuracy_high")
+        )
+        assert 0 <= low <= acc <= high <= 1 and high - low > 0.2
+
+
+def test_the_summary_shows_the_interval_of_the_photos_scored(image_folder, tmp_path):
+    """--limit-batches 1 scores one batch of validation photos: the interval counts those."""
+    args = ["--epochs", "1", "--limit-batches", "1", "--split", "0.5"]
+    result = train(image_folder, tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    assert "12 / 12 / 0" in result.output
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    (row,) = next(v for k, v in ckpt["callbacks"].items() if "History" in k)["rows"]
+    assert row["val_photos"] == 4  # --batch 4, of the 12 validation photos
+    line = next(x for x in result.output.splitlines() if "val accuracy at best" in x)
+    low, high = row["val_accuracy_low"], row["val_accuracy_high"]
+    assert f"{row['val_accuracy']:.4f} (95 % interval {low:.3f}-{high:.3f}, 4 photos)" in line
+    assert "chosen on these photos" in result.output
+    assert "WARNING: validation accuracy" in result.output
+
+
+def test_folds_from_weights_that_trained_on_the_folds_warn(trained_runs, tmp_path):
+    """Cross-validating from a checkpoint of the same photos: each fold validates on photos
+    that shaped its starting weights, so its figures are optimistic and the run says so."""
+    source = trained_runs[0]
+    root = json.loads((source.run_dir / "split.json").read_text())["root"]
+    args = ["--epochs", "1", "--folds", "2", "--test-split", "0.2", "--name", "cv"]
+    result = train(root, tmp_path, *args, "--weights", str(source.best_checkpoint))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "fold 0: the --weights checkpoint" in text and "fold 1: the --weights checkpoint" in text
+    assert "of this run's validation images" in text and "figures will be optimistic" in text
+    splits = [
+        json.loads((tmp_path / "runs" / "cv" / f"fold_{i}" / "split.json").read_text())
+        for i in range(2)
+    ]
+    check_folds_record(tmp_path / "runs" / "cv", result.output, [s["val"] for s in splits])
 
 
 def test_docs_list_every_training_option():

@@ -10,7 +10,8 @@ model trained on several folders is guarded against each of them, alone or toget
 
 ``guard_overlap`` refuses images a candidate model trained on (``evaluate``'s scored and
 calibration images, ``ensemble``'s validation images); ``check_disjoint`` refuses calibrating
-on the evaluated images; training with ``--teacher`` uses ``shared`` directly.
+on the evaluated images; training warns with ``held_out_overlap`` when its ``--teacher`` or
+its ``--weights`` checkpoint trained on its validation or test images.
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ def shared(paths: Iterable[str], trained: Iterable[str]) -> list[str]:
     """The ``paths`` (sorted) that are, by ``key``, among the ``trained`` images."""
     keys = {key(p) for p in trained}
     return sorted(p for p in paths if key(p) in keys)
+
+
+def held_out_overlap(
+    who: str, whose: str, trained: Iterable[str], held_out: dict[str, list[str]]
+) -> list[str]:
+    """Warnings for a run's held-out images (``{"validation": [...], "test": [...]}``) that
+    ``who`` (a teacher, the starting weights) trained on: what it learnt from them reaches
+    this run's answers, so ``whose`` figures on them are optimistic."""
+    trained = list(trained)
+    out = []
+    for name, paths in held_out.items():
+        common = shared(paths, trained)
+        if common:
+            out.append(
+                f"{who} trained on {len(common)} of this run's {name} images, e.g. "
+                f"{common[0]}: {whose} {name} figures will be optimistic"
+            )
+    return out
 
 
 @dataclass

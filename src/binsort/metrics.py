@@ -55,12 +55,18 @@ def accuracy_interval(
     """Wilson score interval of the accuracy (scipy): unlike "accuracy ± 1.96 standard errors"
     it stays inside [0, 1] and keeps its coverage near 100 %, where test sets of a few hundred
     photos put good models."""
+    return wilson_interval(int((labels == preds).sum()), len(labels), level)
+
+
+def wilson_interval(right: int, total: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of ``right`` successes out of ``total`` (see
+    ``accuracy_interval``); NaNs for no trials. Training's per-epoch validation counts and
+    cross-validation's pooled count use it as they are, without the answers."""
     from scipy.stats import binomtest
 
-    right = int((labels == preds).sum())
-    if not len(labels):
+    if not total:
         return float("nan"), float("nan")
-    ci = binomtest(right, len(labels)).proportion_ci(confidence_level=level, method="wilson")
+    ci = binomtest(int(right), int(total)).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
 
 

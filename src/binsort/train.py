@@ -33,6 +33,10 @@ BEST = "best.ckpt"  # a copy of the best checkpoint by --save-monitor, beside la
 # statistics measured: per-channel means and variances settle well before that (on TrashNet,
 # 128 photos made training mode agree with eval mode on 15 of 16 answers, against 5 unmeasured).
 NORM_IMAGES = 128
+# Half-width of the validation accuracy's 95 % interval above which a run warns: recipes worth
+# comparing differ by a point or two, and a wider interval cannot tell them apart. Reaching it
+# takes about 450 validation photos at 95 % accuracy and 860 at 90 %.
+WIDE_INTERVAL = 0.02
 
 
 @dataclass
@@ -58,6 +62,20 @@ class TrainResult:
     def best_row(self) -> dict[str, Any]:
         rows = [r for r in self.history if r["epoch"] == self.best_epoch]
         return rows[0] if rows else {}
+
+    @property
+    def val_photos(self) -> int | None:
+        """How many validation photos the best epoch scored (None for runs from before this
+        was recorded): the validation part, unless --limit-batches cut it."""
+        return self.best_row.get("val_photos")
+
+    @property
+    def val_interval(self) -> tuple[float, float] | None:
+        """The best epoch's validation accuracy's 95 % Wilson interval over those photos."""
+        row = self.best_row
+        if row.get("val_accuracy_low") is None:
+            return None
+        return row["val_accuracy_low"], row["val_accuracy_high"]
 
     @property
     def images_per_second(self) -> float | None:
@@ -112,10 +130,12 @@ def fit(
     On resume, ``cfg`` should be the checkpoint's config (see ``resume_config``); the split is
     the recorded one, so validation images stay out of training. ``split`` (train/val/test
     path lists), ``version`` (the run folder's name) and ``images`` (an already checked
-    ``ImageSet``) let ``fit_folds`` drive one run per fold.
+    ``ImageSet``) let ``binsort.folds.fit_folds`` drive one run per fold; those runs leave
+    the warning about a wide validation interval to it (it judges the pooled figure).
     """
     started = time.perf_counter()
     recorded_split: dict = split or {}
+    a_fold = split is not None  # fit_folds judges the folds' intervals together
     ckpt_path = None
     transform_input = False  # how googlenet/inception_v3 scale their input (factory)
     if resume is not None:
@@ -230,6 +250,15 @@ def fit(
             f"ensemble, export and predict feed it {cfg.val_size}-px images"
         )
     run_warnings = _upscaled_validation(images.roots, val_samples, cfg)
+    if source is not None and source.split:
+        from binsort.leakage import held_out_overlap
+
+        # A checkpoint trained on other photos, or a cross-validation fold: the new split may
+        # validate on photos that shaped the starting weights.
+        trained = source.split.get("train", [])
+        held_out = {"validation": val_paths, "test": test_paths}
+        who = f"the --weights checkpoint ({cfg.weights})"
+        run_warnings += held_out_overlap(who, "this run's", trained, held_out)
     if cfg.imbalance and cfg.class_weights:
         run_warnings.append(
             "--imbalance and --class-weights both correct for class sizes: together they "
@@ -297,7 +326,7 @@ def fit(
         )
     best_score = checkpoint.best_model_score
     best_epoch = _epoch_of(best, history.rows, cfg.save_monitor, best_score)
-    return TrainResult(
+    result = TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
         last_checkpoint=last,
@@ -315,6 +344,26 @@ def fit(
         notes=notes,
         global_rank=trainer.global_rank,
     )
+    if not a_fold:
+        result.warnings += _wide_interval(result)
+    return result
+
+
+def _wide_interval(result: TrainResult) -> list[str]:
+    """A warning when the best epoch's validation accuracy is too uncertain to rank recipes."""
+    interval, accuracy = result.val_interval, result.best_row.get("val_accuracy")
+    if interval is None or accuracy is None:
+        return []
+    low, high = interval
+    half = (high - low) / 2
+    if half <= WIDE_INTERVAL:
+        return []
+    return [
+        f"validation accuracy {accuracy:.4f} is known to about ±{half * 100:.1f} points "
+        f"(95 % interval {low:.3f}-{high:.3f}, {result.val_photos} photos): recipes closer "
+        "than that cannot be told apart on it; cross-validate with --folds K (every photo "
+        "validated once) or validate on more photos with a larger --split"
+    ]
 
 
 def _upscaled_validation(
@@ -361,67 +410,6 @@ def _probe_batches(roots: list[Path], samples: list[tuple[str, int]], cfg: Train
     size = cfg.input_size
     dataset = ImageDataset(roots, samples, eval_transform(size), min_side=size)
     return DataLoader(dataset, batch_size=cfg.batch, num_workers=cfg.workers)
-
-
-@dataclass
-class FoldsResult:
-    folds: list[TrainResult]
-    test_size: int
-
-    def accuracies(self) -> list[float]:
-        return [r.best_row.get("val_accuracy") or 0.0 for r in self.folds]
-
-    @property
-    def mean_accuracy(self) -> float:
-        accs = self.accuracies()
-        return sum(accs) / len(accs)
-
-    @property
-    def std_accuracy(self) -> float:
-        accs = self.accuracies()
-        mean = self.mean_accuracy
-        # Sample standard deviation: the folds are a sample of possible validation sets.
-        return (sum((a - mean) ** 2 for a in accs) / max(1, len(accs) - 1)) ** 0.5
-
-
-def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> FoldsResult:
-    """K-fold cross-validation: ``cfg.folds`` runs, each fold once the validation set.
-
-    The ``--test-split`` part is held out of every fold. Runs go to ``OUT/NAME/fold_I``;
-    ``on_fold(index, result)`` is called after each, e.g. to print a progress line.
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    from binsort.data.folder import require_every_class, scan_folders
-    from binsort.data.splits import stratified_split
-
-    if cfg.root is None:
-        raise BinsortError("--root is required: the ImageFolder to train on")
-    images = scan_folders(cfg.root, check=True, workers=max(2, cfg.workers))
-    require_every_class(images)
-    outer = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed)
-    held_out = set(outer.test)
-    pool = [s for s in images.samples if s[0] not in held_out]
-    smallest = min(sum(1 for _, label in pool if label == c) for c in range(len(images.classes)))
-    if not 2 <= cfg.folds <= smallest:
-        raise BinsortError(
-            f"--folds {cfg.folds}: needs 2 to {smallest} folds (the smallest class has "
-            f"{smallest} images outside the test split)"
-        )
-    kfold = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.effective_split_seed)
-    labels = [label for _, label in pool]
-    results = []
-    for index, (train_idx, val_idx) in enumerate(kfold.split(pool, labels)):
-        split = {
-            "train": sorted(pool[i][0] for i in train_idx),
-            "val": sorted(pool[i][0] for i in val_idx),
-            "test": outer.test,
-        }
-        result = fit(cfg, progress=progress, split=split, version=f"fold_{index}", images=images)
-        results.append(result)
-        if on_fold is not None:
-            on_fold(index, result)
-    return FoldsResult(results, len(outer.test))
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 
 from binsort.files import replacing
+from binsort.metrics import wilson_interval
 
 RESULTS_CSV = "results.csv"
 RESULTS_COLUMNS = (
@@ -22,6 +23,9 @@ RESULTS_COLUMNS = (
     "lr",
     "images_per_second",
     "epoch_seconds",
+    # The 95 % Wilson interval of val_accuracy over the photos that epoch scored.
+    "val_accuracy_low",
+    "val_accuracy_high",
 )
 
 
@@ -38,6 +42,9 @@ def write_results(rows: list[dict[str, Any]], path: Path) -> None:
 
 class History(L.Callback):
     """One row per epoch: train/val metrics, training images/s and the epoch's wall time.
+
+    Validation rows also hold the photos scored (``val_photos``), how many were right
+    (``val_correct``) and the accuracy's 95 % interval (``val_accuracy_low``/``_high``).
 
     Training speed counts only the training batches (first batch start to last batch end), so
     validation does not dilute it; data-loading stalls between batches do count.
@@ -85,6 +92,13 @@ class History(L.Callback):
             "epoch_seconds": time.perf_counter() - self._epoch_start,
             "lr": self._lr,
         }
+        if metrics.get("val_photos"):
+            # Counts, summed in floats: round them back.
+            right, photos = round(metrics["val_correct"]), round(metrics["val_photos"])
+            low, high = wilson_interval(right, photos)
+            row.update(
+                val_correct=right, val_photos=photos, val_accuracy_low=low, val_accuracy_high=high
+            )
         probe = getattr(pl_module, "probe_result", None)
         if probe is not None and not self.rows:
             # --probe's pass is training time: time-to-accuracy figures must count it.

@@ -153,6 +153,12 @@ class Classifier(L.LightningModule):
         self.val_acc(logits, y)
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y))
         self.log("val_accuracy", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # The counts behind the accuracy, summed over the epoch and the ranks (ShardSampler
+        # scores each photo once): its interval needs how many photos were scored, which
+        # --limit-batches makes fewer than the validation part holds.
+        right = (logits.argmax(1) == y).sum().float()
+        for name, value in (("val_correct", right), ("val_photos", float(len(y)))):
+            self.log(name, value, on_epoch=True, reduce_fx="sum", sync_dist=True, batch_size=len(y))
 
     def _frozen(self) -> bool:
         return self.current_epoch < self.cfg.freeze_epochs

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from binsort.errors import BinsortError
-from binsort.leakage import shared
+from binsort.leakage import held_out_overlap
 from binsort.metrics import tempered_softmax, weighted_mean
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 
@@ -89,12 +89,5 @@ def teacher_overlap(teacher: Teacher, val: list[str], test: list[str]) -> list[s
     trained: set[str] = set()
     for member, _ in teacher.members:
         trained.update((member.split or {}).get("train", []))
-    out = []
-    for name, paths in (("validation", val), ("test", test)):
-        common = shared(paths, trained)
-        if common:
-            out.append(
-                f"the teacher ({teacher.path}) trained on {len(common)} of this run's {name} "
-                f"images, e.g. {common[0]}: the student's {name} figures will be optimistic"
-            )
-    return out
+    held_out = {"validation": val, "test": test}
+    return held_out_overlap(f"the teacher ({teacher.path})", "the student's", trained, held_out)

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
-from binsort.audit import COLUMNS, NEAR_THRESHOLD, audit
+from binsort.audit import COLUMNS, audit
 from binsort.cli import app
+from binsort.config import NEAR_THRESHOLD
 from conftest import make_image_folder
 
 runner = CliRunner()

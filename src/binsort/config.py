@@ -40,6 +40,11 @@ MAX_MEGAPIXELS = 50
 # serve's limits, for uploads from anyone who can reach the page.
 SERVE_MAX_UPLOAD_MB = 64  # a 200-megapixel phone JPEG is 30-60 MB
 SERVE_CONCURRENCY = 2  # uploads read and classified at once; more only queue for the cores
+# audit: the Hamming distance (of 256 bits) at or under which two photos are near duplicates.
+# Edited copies of TrashNet photos (resized to a quarter, JPEG quality 50, brightened 20 %,
+# cropped 1-7 %) lie within 36 of their original; the closest two distinct TrashNet photos
+# (looked at one by one) are 54 apart (benchmarks/audit_threshold.py; docs/audit.md).
+NEAR_THRESHOLD = 40
 # serve --collect: what one collecting page may store, and how fast one client may label.
 COLLECT_MAX_GB = 2.0  # about 8,000 phone photos
 FEEDBACK_PER_MINUTE = 60  # per client address: a person labels a photo every few seconds

@@ -23,16 +23,11 @@ from typing import Any
 from binsort.audit.hashing import default_cache, hash_files, view_hashes
 from binsort.audit.labels import label_issues, predict_probabilities, trained_paths
 from binsort.audit.pairs import exact_groups, near_pairs
-from binsort.config import PREDICT_BATCH, PREDICT_WORKERS
+from binsort.config import NEAR_THRESHOLD, PREDICT_BATCH, PREDICT_WORKERS
 from binsort.data.folder import as_roots, scan_folders, unqualify
 from binsort.errors import BinsortError
 from binsort.leakage import key
 
-# Hamming distance (of 256 bits) at or under which two photos are near duplicates. Edited
-# copies of TrashNet photos (resized to a quarter, JPEG quality 50, brightened 20 %, cropped
-# 1-7 %) lie within 36 of their original; the closest two distinct TrashNet photos (looked
-# at one by one) are 54 apart (benchmarks/audit_threshold.py; docs/audit.md).
-NEAR_THRESHOLD = 40
 SMALL_CLASS = 20  # photos: fewer leave a class too small to validate (a 10 % test part of 2)
 ISSUES = ("unreadable", "odd", "duplicate", "near_duplicate", "label_conflict", "leak", "label")
 ISSUES += ("small_class",)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from binsort.cli._common import ModelOption, console, err_console, print_warnings, user_errors
-from binsort.config import PREDICT_BATCH, PREDICT_WORKERS
+from binsort.config import NEAR_THRESHOLD, PREDICT_BATCH, PREDICT_WORKERS
 from binsort.errors import BinsortError, check_choice
 
 FORMATS = ("table", "csv", "json")
@@ -53,7 +53,7 @@ def audit(
             help="Near duplicates: perceptual hashes at most this many bits (of 256) apart.",
             rich_help_panel="Checks",
         ),
-    ] = 40,
+    ] = NEAR_THRESHOLD,
     fmt: Annotated[
         str,
         typer.Option(

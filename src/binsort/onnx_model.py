@@ -19,6 +19,7 @@ from PIL import Image
 
 from binsort.data.images import center_crop, resize_shorter
 from binsort.errors import BinsortError
+from binsort.ood import OOD_KEY, OOD_OUTPUT
 
 METADATA_KEY = "binsort"  # the metadata entry binsort.export writes
 ONNX_TTA_MODES = ("none", "flip")
@@ -82,6 +83,18 @@ class OnnxModel:
         self.tta = str(self.metadata.get("tta", "none"))
         if self.tta not in ONNX_TTA_MODES:
             raise BinsortError(f"{self.path}: its metadata asks for an unknown --tta {self.tta!r}")
+        # The file's own "not waste" score (binsort.ood) and the threshold above which a photo
+        # is not recognised; files without the output have neither and answer as before.
+        self.ood = self.metadata.get(OOD_KEY)
+        self.ood_threshold: float | None = None
+        if OOD_OUTPUT in {o.name for o in self.session.get_outputs()}:
+            try:
+                self.ood_threshold = float(self.ood["threshold"])
+            except (TypeError, KeyError, ValueError):
+                raise BinsortError(
+                    f"{self.path}: it has an {OOD_OUTPUT} output but no threshold for it in its "
+                    "metadata"
+                ) from None
 
     @property
     def input_size(self) -> int:
@@ -103,18 +116,31 @@ class OnnxModel:
 
     def probabilities(self, images: Sequence[Image.Image], tta: str = "none") -> np.ndarray:
         """``[N, C]`` class probabilities for RGB PIL images (the members' mean)."""
+        return self.answers(images, tta)[0]
+
+    def answers(
+        self, images: Sequence[Image.Image], tta: str = "none"
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``[N, C]`` probabilities and the ``[N]`` ood scores (``None`` for a file without
+        them), from one run of the graph; with ``tta`` both are the views' mean."""
         if tta not in ONNX_TTA_MODES:
             raise BinsortError(
                 f"--tta {tta} is not available with an ONNX model (use none or flip)"
             )
         feeds = {input_name(s): to_batch(images, s) for s in self.input_sizes}
-        if tta == "none":
-            return self.run(feeds)
-        # The same views as binsort.inference: as is, flipped left-right, flipped upside down.
         views = [feeds]
-        for axis in (-1, -2):
-            views.append({k: np.ascontiguousarray(np.flip(v, axis)) for k, v in feeds.items()})
-        return np.mean([self.run(v) for v in views], axis=0)
+        if tta == "flip":
+            # The same views as binsort.inference: as is, flipped left-right, upside down.
+            for axis in (-1, -2):
+                views.append({k: np.ascontiguousarray(np.flip(v, axis)) for k, v in feeds.items()})
+        if self.ood_threshold is None:
+            answers = [(self.run(v), None) for v in views]
+        else:
+            answers = [tuple(self.session.run(["probabilities", OOD_OUTPUT], v)) for v in views]
+        if len(answers) == 1:
+            return answers[0]
+        probs = np.mean([a[0] for a in answers], axis=0)
+        return probs, None if self.ood_threshold is None else np.mean([a[1] for a in answers], 0)
 
 
 def arch_counts(archs: list[str]) -> str:

@@ -40,6 +40,7 @@ from binsort.data.folder import files_under
 from binsort.data.images import MAX_MEGAPIXELS, describe, is_image_name, open_rgb, resize_shorter
 from binsort.errors import BinsortError, check_choice
 from binsort.onnx_model import OnnxModel, describe_members, is_onnx
+from binsort.ood import REASON as NOT_WASTE
 from binsort.screening import screen
 
 DEFAULT_MODEL_FILE = "default-model.onnx"  # the bundled model, in binsort/assets
@@ -63,7 +64,9 @@ class Prediction:
     other_bin: Bin | None = None  # the runner-up bin, if the map has more than one
     other_bin_probability: float | None = None
     error: str | None = None  # why the photo could not be classified
-    not_recognised: str | None = None  # why it is not a photo of an item (binsort.screening)
+    # Why it is not a photo of an item the model can sort: a blank or noise frame
+    # (binsort.screening), or a photo far from the model's classes (its ood_score, binsort.ood).
+    not_recognised: str | None = None
 
 
 def default_model_path() -> Path | None:
@@ -199,15 +202,30 @@ def _predict(photos, model, bins, batch, workers, top_k, min_confidence, tta, lo
     classes = model.classes
     for items in _decoded_batches(photos, batch, workers, load):
         images = [loaded.image for _, loaded in items if loaded.image is not None]
-        probs = model.probabilities(images, tta=tta).tolist() if images else []
-        rows = iter(probs)
+        probs, far = _answers(model, images, tta) if images else ([], [])
+        rows = iter(zip(probs, far, strict=True))
         for path, loaded in items:
             if loaded.error is not None:
                 yield Prediction(str(path), error=loaded.error)
             elif loaded.not_recognised is not None:
                 yield Prediction(str(path), not_recognised=loaded.not_recognised)
             else:
-                yield _decide(str(path), next(rows), classes, bins, top_k, min_confidence)
+                row, not_waste = next(rows)
+                if not_waste:
+                    # Like a screened frame: no class and no bin, since any would be a guess.
+                    yield Prediction(str(path), not_recognised=NOT_WASTE)
+                else:
+                    yield _decide(str(path), row, classes, bins, top_k, min_confidence)
+
+
+def _answers(model: Any, images: list[Image.Image], tta: str) -> tuple[list, list[bool]]:
+    """Each image's probabilities, and whether the model's own ood score (``binsort.ood``)
+    is above its threshold; always False for a model without one."""
+    threshold = getattr(model, "ood_threshold", None)
+    if threshold is None:
+        return model.probabilities(images, tta=tta).tolist(), [False] * len(images)
+    probs, scores = model.answers(images, tta=tta)
+    return probs.tolist(), [bool(s > threshold) for s in scores]
 
 
 def _decide(

@@ -1,0 +1,182 @@
+"""Not waste: an out-of-distribution score that an exported model computes itself.
+
+A classifier answers every photo with one of its classes: a cat got *Metal, 71 % sure* from
+the bundled model. Its confidence does not tell a cat from a dented can, but the features
+its members pool before their classifiers do: a photo of waste lies near the mean of the
+training photos of one of its classes, a cat near none of them. The score is
+
+    1 - mean over members of (max over classes of cos(f - centre, class mean - centre))
+
+with ``f`` a member's pooled feature vector (the input of its ``Gemm`` classifier), ``centre``
+the mean of that member's features over the training photos, and each class mean taken over
+that class's training photos. Centring matters: the features come out of ReLU6, so without it
+every photo has a cosine near 1 with every mean. The score is 0 for a photo at a class mean's
+direction and grows as a photo looks like none of the classes.
+
+``add_ood_score`` writes it into a copy of an exported file as the output ``ood_score``, from
+the feature tensors already in the graph and a few new constants (the means: 6 x 1280 floats
+a member), and records in the file's metadata the score's name and its threshold: the value
+that flags at most a given share (2 %) of validation photos, chosen by
+``benchmarks/not_waste.py``. ``binsort.onnx_model.OnnxModel`` reads both, and
+``binsort.predict`` marks a photo above the threshold ``not_recognised``. Files without the
+output answer as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from binsort.errors import BinsortError
+
+OOD_OUTPUT = "ood_score"  # the graph output add_ood_score adds
+OOD_KEY = "ood"  # its entry in the file's binsort metadata: score, threshold, flag rate
+SCORE_NAME = "centred-cosine-to-nearest-class-mean"  # what the output computes, by name
+REASON = "does not look like any of the model's classes of waste"  # as predict reports it
+
+
+def member_tensors(graph) -> list[tuple[str, str]]:
+    """Each member's (pooled features, logits) tensor names, in the order of its Softmax.
+
+    A binsort ensemble ends each member in ``Gemm -> Div (temperature) -> Softmax``
+    (``binsort.models.bundled``); the Gemm's input is the member's pooled feature vector."""
+    producer = {out: node for node in graph.node for out in node.output}
+    found = []
+    for softmax in (n for n in graph.node if n.op_type == "Softmax"):
+        div = producer.get(softmax.input[0])
+        gemm = producer.get(div.input[0]) if div is not None and div.op_type == "Div" else None
+        if gemm is None or gemm.op_type != "Gemm":
+            raise BinsortError(
+                "not a binsort ensemble: a member's Softmax does not follow a classifier "
+                "(Gemm, then its temperature)"
+            )
+        found.append((gemm.input[0], gemm.output[0]))
+    if not found:
+        raise BinsortError("not a binsort ensemble: no member outputs (Softmax) in the graph")
+    return found
+
+
+def with_member_outputs(proto):
+    """A copy of ``proto`` that also answers each member's features and logits
+    (``features_0``, ``logits_0``, ...): what ``class_means`` and the benchmark read."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for i, (features, logits) in enumerate(member_tensors(copy.graph)):
+        for name, tensor in ((f"features_{i}", features), (f"logits_{i}", logits)):
+            copy.graph.node.append(onnx.helper.make_node("Identity", [tensor], [name]))
+            copy.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            )
+    return copy
+
+
+def class_means(
+    features: Sequence[np.ndarray], labels: np.ndarray, num_classes: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per member, its centre (``[D]``, the mean feature) and its unit class directions
+    (``[C, D]``, each class's mean minus the centre, normalised), from training photos."""
+    centres, means = [], []
+    for f in features:
+        f = np.asarray(f, dtype=np.float64)
+        centre = f.mean(axis=0)
+        rows = []
+        for c in range(num_classes):
+            if not (labels == c).any():
+                raise BinsortError(f"no training photo of class {c}: cannot take its mean")
+            rows.append(f[labels == c].mean(axis=0) - centre)
+        rows = np.stack(rows)
+        centres.append(centre.astype(np.float32))
+        means.append((rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32))
+    return centres, means
+
+
+def cosine_score(
+    features: Sequence[np.ndarray], centres: Sequence[np.ndarray], means: Sequence[np.ndarray]
+) -> np.ndarray:
+    """``[N]``: the score in numpy, as the graph computes it (see the module's docstring)."""
+    best = []
+    for f, centre, m in zip(features, centres, means, strict=True):
+        x = np.asarray(f, dtype=np.float64) - centre
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        best.append((x @ np.asarray(m, dtype=np.float64).T).max(axis=1))
+    return 1.0 - np.mean(best, axis=0)
+
+
+def threshold_for(scores: np.ndarray, rate: float) -> float:
+    """The score above which at most ``rate`` of ``scores`` lie: the (k+1)-th largest, with
+    k = floor(rate * n), so exactly k are flagged when no two scores tie."""
+    ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = int(np.floor(rate * len(ranked) + 1e-9))
+    return float(ranked[min(k, len(ranked) - 1)])
+
+
+def add_ood_score(
+    proto,
+    centres: Sequence[np.ndarray],
+    means: Sequence[np.ndarray],
+    threshold: float,
+    details: dict | None = None,
+):
+    """A copy of ``proto`` (an exported binsort file) with the output ``ood_score`` (``[N]``)
+    and the score's name and ``threshold`` (plus ``details``) in its binsort metadata."""
+    import json
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from binsort.onnx_model import METADATA_KEY
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    graph = copy.graph
+    if OOD_OUTPUT in {o.name for o in graph.output}:
+        raise BinsortError(f"the file already has an {OOD_OUTPUT} output")
+    tensors = member_tensors(graph)
+    if len(tensors) != len(centres) or len(tensors) != len(means):
+        raise BinsortError(f"{len(tensors)} members in the graph, {len(means)} sets of means")
+    best = []
+    for i, ((features, _), centre, m) in enumerate(zip(tensors, centres, means, strict=True)):
+        p = f"ood{i}_"
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.asarray(centre, np.float32)[None], p + "centre"),
+                numpy_helper.from_array(
+                    np.ascontiguousarray(np.asarray(m, np.float32).T), p + "means"
+                ),
+            ]
+        )
+        graph.node.extend(
+            [
+                helper.make_node("Sub", [features, p + "centre"], [p + "x"]),
+                helper.make_node("LpNormalization", [p + "x"], [p + "unit"], axis=1, p=2),
+                helper.make_node("MatMul", [p + "unit", p + "means"], [p + "cos"]),
+                # opset 17: ReduceMax and ReduceMean take their axes as attributes
+                helper.make_node("ReduceMax", [p + "cos"], [p + "best"], axes=[1], keepdims=1),
+            ]
+        )
+        best.append(p + "best")
+    graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), "ood_one"))
+    graph.node.extend(
+        [
+            helper.make_node("Concat", best, ["ood_best"], axis=1),
+            helper.make_node("ReduceMean", ["ood_best"], ["ood_mean"], axes=[1], keepdims=0),
+            helper.make_node("Sub", ["ood_one", "ood_mean"], [OOD_OUTPUT]),
+        ]
+    )
+    graph.output.append(helper.make_tensor_value_info(OOD_OUTPUT, onnx.TensorProto.FLOAT, ["N"]))
+    entries = [p for p in copy.metadata_props if p.key == METADATA_KEY]
+    if len(entries) != 1:
+        raise BinsortError("not a binsort export: no binsort metadata in the file")
+    metadata = json.loads(entries[0].value)
+    metadata[OOD_KEY] = {
+        "output": OOD_OUTPUT,
+        "score": SCORE_NAME,
+        "threshold": float(threshold),
+        **(details or {}),
+    }
+    entries[0].value = json.dumps(metadata)
+    onnx.checker.check_model(copy)
+    return copy

@@ -1,0 +1,200 @@
+"""The model's own "not waste" score (binsort.ood): in the graph, in its metadata, in predict
+and serve's answers; files without it answer as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+from typer.testing import CliRunner
+
+from binsort.cli import app
+from binsort.errors import BinsortError
+from binsort.onnx_model import OnnxModel, to_batch
+from binsort.ood import (
+    OOD_OUTPUT,
+    REASON,
+    SCORE_NAME,
+    add_ood_score,
+    class_means,
+    cosine_score,
+    threshold_for,
+    with_member_outputs,
+)
+from binsort.predict import default_model_path
+from conftest import make_image_folder
+
+runner = CliRunner()
+CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+SIZE = 32
+
+
+def tiny_export(path: Path, members: int = 2, seed: int = 0) -> Path:
+    """A file shaped like binsort's exports: each member a convolution, pooled features, a
+    Gemm classifier, its temperature and a Softmax; the members' mean as ``probabilities``."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, softmaxes = [], [], []
+    for i in range(members):
+        p = f"m{i}_"
+        inits += [
+            numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), p + "w"),
+            numpy_helper.from_array(rng.normal(size=8).astype(np.float32), p + "b"),
+            numpy_helper.from_array(rng.normal(size=(6, 8)).astype(np.float32), p + "fc"),
+            numpy_helper.from_array(np.zeros(6, np.float32), p + "fcb"),
+            numpy_helper.from_array(np.array(0.5 + i, np.float32), p + "t"),
+        ]
+        nodes += [
+            helper.make_node("Conv", ["images_32", p + "w", p + "b"], [p + "c"], pads=[1] * 4),
+            helper.make_node("Relu", [p + "c"], [p + "r"]),
+            helper.make_node("GlobalAveragePool", [p + "r"], [p + "g"]),
+            helper.make_node("Flatten", [p + "g"], [p + "f"]),
+            helper.make_node("Gemm", [p + "f", p + "fc", p + "fcb"], [p + "z"], transB=1),
+            helper.make_node("Div", [p + "z", p + "t"], [p + "zt"]),
+            helper.make_node("Softmax", [p + "zt"], [p + "s"], axis=1),
+        ]
+        softmaxes.append(p + "s")
+    inits.append(numpy_helper.from_array(np.array(members, np.float32), "count"))
+    nodes += [
+        helper.make_node("Sum", softmaxes, ["total"]),
+        helper.make_node("Div", ["total", "count"], ["probabilities"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("images_32", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 6])],
+        inits,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    member = {"arch": "tiny", "input_size": SIZE, "temperature": 1.0, "weight": 1}
+    meta = {"classes": CLASSES, "input_sizes": [SIZE], "members": [member] * members}
+    helper.set_model_props(proto, {"binsort": json.dumps(meta)})
+    onnx.save(proto, str(path))
+    return path
+
+
+def member_features(path: Path, images: list[Image.Image]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    proto = with_member_outputs(onnx.load(str(path)))
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs() if o.name.startswith("features_")]
+    return session.run(names, {"images_32": to_batch(images, SIZE)})
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("ood"), per_class=3, tag="_ood")
+
+
+def images_of(root: Path) -> tuple[list[Image.Image], np.ndarray]:
+    paths = sorted(root.rglob("*.jpg"))
+    ims = [Image.open(p).convert("RGB").resize((SIZE, SIZE)) for p in paths]
+    return ims, np.array(
+        [sorted({p.parent.name for p in paths}).index(p.parent.name) for p in paths]
+    )
+
+
+def with_score(tmp_path: Path, photos: Path, threshold: float) -> tuple[Path, Path]:
+    """The tiny file, and a copy with ``ood_score`` (means from ``photos``) at ``threshold``."""
+    plain = tiny_export(tmp_path / "plain.onnx")
+    ims, labels = images_of(photos)
+    centres, means = class_means(member_features(plain, ims), labels, 3)
+    scored = tmp_path / "scored.onnx"
+    onnx.save(add_ood_score(onnx.load(str(plain)), centres, means, threshold), str(scored))
+    return plain, scored
+
+
+def test_the_graph_computes_the_numpy_score(tmp_path: Path, photos: Path) -> None:
+    plain, scored = with_score(tmp_path, photos, 0.5)
+    ims, labels = images_of(photos)
+    centres, means = class_means(member_features(plain, ims), labels, 3)
+    probs, scores = OnnxModel(scored).answers(ims)
+
+    expected = cosine_score(member_features(plain, ims), centres, means)
+    assert scores.shape == (len(ims),)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert scores.min() >= 0 and scores.max() <= 2
+    # The probabilities are the file's as before: one more output, nothing else changed.
+    np.testing.assert_array_equal(probs, OnnxModel(plain).probabilities(ims))
+    # With flip, the score is the views' mean, as the probabilities are.
+    flipped, flip_scores = OnnxModel(scored).answers(ims, "flip")
+    assert flip_scores.shape == scores.shape
+    np.testing.assert_allclose(flipped, OnnxModel(plain).probabilities(ims, "flip"), atol=1e-6)
+
+
+def test_the_threshold_travels_in_the_metadata(tmp_path: Path, photos: Path) -> None:
+    plain, scored = with_score(tmp_path, photos, 0.123)
+    model = OnnxModel(scored)
+    assert model.ood_threshold == pytest.approx(0.123)
+    assert model.ood["score"] == SCORE_NAME and model.ood["output"] == OOD_OUTPUT
+    assert model.classes == CLASSES  # the rest of the metadata is kept
+    with pytest.raises(BinsortError, match="already has"):
+        add_ood_score(onnx.load(str(scored)), [], [], 0.1)
+
+
+def test_a_file_without_the_output_is_unaffected(tmp_path: Path, photos: Path) -> None:
+    plain, scored = with_score(tmp_path, photos, 2.5)  # above any score: never flagged
+    ims, _ = images_of(photos)
+    model = OnnxModel(plain)
+    assert model.ood_threshold is None and model.answers(ims)[1] is None
+    rows = [predict_json(path, photos) for path in (plain, scored)]
+    assert rows[0] == rows[1]
+    assert all(r["bin"] and r["not_recognised"] is None for r in rows[0])
+
+
+def test_an_output_without_a_threshold_is_refused(tmp_path: Path, photos: Path) -> None:
+    _, scored = with_score(tmp_path, photos, 0.5)
+    proto = onnx.load(str(scored))
+    (entry,) = [p for p in proto.metadata_props if p.key == "binsort"]
+    meta = json.loads(entry.value)
+    del meta["ood"]
+    entry.value = json.dumps(meta)
+    onnx.save(proto, str(scored))
+    with pytest.raises(BinsortError, match="no threshold"):
+        OnnxModel(scored)
+
+
+def predict_json(model: Path, photos: Path) -> list[dict]:
+    result = runner.invoke(app, ["predict", str(photos), "--model", str(model), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    for row in rows:
+        row.pop("model_file"), row.pop("model_sha256"), row.pop("model")
+    return rows
+
+
+def test_a_photo_far_from_the_classes_gets_no_bin(tmp_path: Path, photos: Path) -> None:
+    _, scored = with_score(tmp_path, photos, -1.0)  # below any score: every photo flagged
+    for row in predict_json(scored, photos):
+        assert row["not_recognised"] == REASON
+        assert row["bin"] is None and row["class"] is None and row["error"] is None
+
+    from binsort.serve import create_app, load_served
+
+    client = TestClient(create_app(load_served(scored, "psu")))
+    photo = next(photos.rglob("*.jpg"))
+    response = client.post("/predict", files={"file": ("x.jpg", photo.read_bytes(), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    assert response.json()["not_recognised"] == REASON and response.json()["bin"] is None
+
+
+def test_the_threshold_flags_at_most_the_rate() -> None:
+    scores = np.arange(100, dtype=float)
+    t = threshold_for(scores, 0.02)
+    assert (scores > t).sum() == 2
+    assert (np.arange(183.0) > threshold_for(np.arange(183.0), 0.02)).sum() == 3
+
+
+def test_member_tensors_of_the_bundled_file() -> None:
+    """The bundled file's five members each give their features (the Gemm's input)."""
+    from binsort.ood import member_tensors
+
+    proto = onnx.load(str(default_model_path()), load_external_data=False)
+    assert len(member_tensors(proto.graph)) == 5

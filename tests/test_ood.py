@@ -105,19 +105,19 @@ def with_score(tmp_path: Path, photos: Path, threshold: float) -> tuple[Path, Pa
     """The tiny file, and a copy with ``ood_score`` (means from ``photos``) at ``threshold``."""
     plain = tiny_export(tmp_path / "plain.onnx")
     ims, labels = images_of(photos)
-    centres, means = class_means(member_features(plain, ims), labels, 3)
+    means = class_means(member_features(plain, ims), labels, 3)
     scored = tmp_path / "scored.onnx"
-    onnx.save(add_ood_score(onnx.load(str(plain)), centres, means, threshold), str(scored))
+    onnx.save(add_ood_score(onnx.load(str(plain)), means, threshold), str(scored))
     return plain, scored
 
 
 def test_the_graph_computes_the_numpy_score(tmp_path: Path, photos: Path) -> None:
     plain, scored = with_score(tmp_path, photos, 0.5)
     ims, labels = images_of(photos)
-    centres, means = class_means(member_features(plain, ims), labels, 3)
+    means = class_means(member_features(plain, ims), labels, 3)
     probs, scores = OnnxModel(scored).answers(ims)
 
-    expected = cosine_score(member_features(plain, ims), centres, means)
+    expected = cosine_score(member_features(plain, ims), means)
     assert scores.shape == (len(ims),)
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert scores.min() >= 0 and scores.max() <= 2
@@ -136,7 +136,7 @@ def test_the_threshold_travels_in_the_metadata(tmp_path: Path, photos: Path) -> 
     assert model.ood["score"] == SCORE_NAME and model.ood["output"] == OOD_OUTPUT
     assert model.classes == CLASSES  # the rest of the metadata is kept
     with pytest.raises(BinsortError, match="already has"):
-        add_ood_score(onnx.load(str(scored)), [], [], 0.1)
+        add_ood_score(onnx.load(str(scored)), [], 0.1)
 
 
 def test_a_file_without_the_output_is_unaffected(tmp_path: Path, photos: Path) -> None:

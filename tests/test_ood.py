@@ -198,3 +198,27 @@ def test_member_tensors_of_the_bundled_file() -> None:
 
     proto = onnx.load(str(default_model_path()), load_external_data=False)
     assert len(member_tensors(proto.graph)) == 5
+
+
+def test_the_shipped_model_says_a_flower_is_not_waste(tmp_path: Path) -> None:
+    """scikit-learn's sample photo of a flower: 0.53 against the threshold's 0.46; the
+    held-out TrashNet photos all score below it and keep their bins."""
+    from sklearn.datasets import load_sample_images
+
+    from binsort.serve import create_app, load_served
+
+    flower = tmp_path / "flower.png"
+    Image.fromarray(load_sample_images().images[1]).save(flower)
+    held_out = Path(__file__).parents[1] / "examples" / "held-out"
+    assert OnnxModel(default_model_path()).ood["score"] == SCORE_NAME
+
+    result = runner.invoke(app, ["predict", str(flower), str(held_out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    (row, *waste) = json.loads(result.stdout)
+    assert row["not_recognised"] == REASON and row["bin"] is None and row["class"] is None
+    assert len(waste) == 6 and all(r["bin"] and r["not_recognised"] is None for r in waste)
+
+    client = TestClient(create_app(load_served(None)))
+    response = client.post("/predict", files={"file": ("f.png", flower.read_bytes(), "image/png")})
+    assert response.status_code == 200, response.text
+    assert response.json()["not_recognised"] == REASON and response.json()["bin"] is None

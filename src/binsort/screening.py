@@ -14,7 +14,7 @@ sees them:
 Measured on all 2148 TrashNet photos (``benchmarks/screening.py``): the smallest standard
 deviation is 0.030 and the largest roughness 0.32, so neither threshold fires on a real photo
 there; random noise has a roughness near 0.98. It is not a detector of photos of other things
-(a face, a cat): those still get a bin.
+(a face, a cat): a model with its own out-of-distribution score does that (``binsort.ood``).
 """
 
 from __future__ import annotations

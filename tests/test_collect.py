@@ -323,3 +323,16 @@ def test_a_full_disk_keeps_nothing_half_written(monkeypatch, folder, tmp_path) -
     collection.label(photo_id, "metal")  # once there is room, the same answer keeps it
     consistent(folder)
     collection.close()
+
+
+def test_a_photo_the_model_does_not_recognise_can_still_be_labelled(client, folder) -> None:
+    """An item of the user's own bins may look like nothing the model knows: it can be kept."""
+    out = io.BytesIO()
+    Image.new("RGB", (48, 36), (250, 250, 250)).save(out, "JPEG")  # screened as blank
+    answer = post(client, out.getvalue())
+    assert answer["not_recognised"] and answer["bin"] is None and answer["photo_id"]
+    response = client.post("/feedback", json={"photo_id": answer["photo_id"], "label": "paper"})
+    assert response.status_code == 200, response.text
+    (row,) = rows(folder)
+    assert row["answer"] is None and row["label"] == "paper"
+    assert client.get("/collected?wrong=true").json()["photos"][0]["label"] == "paper"

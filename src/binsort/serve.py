@@ -125,8 +125,8 @@ def classify_upload(
     collection: Collection | None = None,
 ) -> dict[str, Any]:
     """``predict --format json``'s record for one uploaded photo, read from the file object
-    ``upload`` (raises ``UploadError``). With a ``collection``, a photo that got a bin is held
-    for its user's answer, and the record carries its ``photo_id``."""
+    ``upload`` (raises ``UploadError``). With a ``collection``, a readable photo is held for
+    its user's answer, and the record carries its ``photo_id``."""
     # The same library call as predict, on the same bytes: the photo goes through a file so
     # that every format predict reads (HEIC included) is read here the same way.
     suffix = Path(filename).suffix.lower()
@@ -148,7 +148,9 @@ def classify_upload(
         )
         (row,) = list(rows)
         photo_id = None
-        if collection is not None and row.error is None and row.not_recognised is None:
+        # A photo the model does not recognise is held too: it may be an item of the user's
+        # own bins that the model has never seen, exactly what collecting is for.
+        if collection is not None and row.error is None:
             photo_id = collection.hold(photo, row.label, dict(row.top), max_megapixels)
     if row.error is not None:
         reason = row.error

@@ -336,3 +336,13 @@ def test_a_photo_the_model_does_not_recognise_can_still_be_labelled(client, fold
     (row,) = rows(folder)
     assert row["answer"] is None and row["label"] == "paper"
     assert client.get("/collected?wrong=true").json()["photos"][0]["label"] == "paper"
+
+
+def test_a_huge_feedback_body_is_refused(client, folder) -> None:
+    response = client.post(
+        "/feedback",
+        content=b'{"photo_id": "' + b"x" * 100_000 + b'", "label": "metal"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json() == {"error": "the request is too large"}

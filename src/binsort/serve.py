@@ -62,7 +62,7 @@ from binsort.predict import (
     load_model,
     predict_photos,
 )
-from binsort.serve_collect import add_collect_routes, needs_token
+from binsort.serve_collect import FEEDBACK_MAX_BYTES, add_collect_routes, needs_token
 
 UPLOAD_IDLE_SECONDS = 30.0  # a connection that sends nothing this long loses its slot
 UPLOAD_PATHS = frozenset({"/predict"})  # the routes that take a body
@@ -177,13 +177,20 @@ class UploadSlots:
         self.idle_seconds = idle_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in UPLOAD_PATHS:
+        if scope["type"] != "http" or scope["path"] not in (*UPLOAD_PATHS, "/feedback"):
             await self.app(scope, receive, send)
             return
+        # A declared length over the limit: refused before reading, in the one error shape
+        # (the route's own limit would answer in plain text).
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"error": too_large(self.max_bytes)}, status_code=413)
-            await response(scope, receive, send)
+        upload = scope["path"] in UPLOAD_PATHS
+        limit = self.max_bytes if upload else FEEDBACK_MAX_BYTES
+        if declared.isdigit() and int(declared) > limit:
+            message = too_large(self.max_bytes) if upload else "the request is too large"
+            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+            return
+        if not upload:
+            await self.app(scope, receive, send)
             return
 
         async def receive_or_stall() -> Message:
@@ -227,7 +234,10 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        message = too_large(max_bytes) if exc.status_code == 413 else str(exc.detail)
+        message = str(exc.detail)
+        if exc.status_code == 413:  # Starlette's own words are "Content Too Large"
+            uploads = request.url.path in UPLOAD_PATHS
+            message = too_large(max_bytes) if uploads else "the request is too large"
         return error(exc.status_code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)

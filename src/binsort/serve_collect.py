@@ -32,6 +32,7 @@ from binsort.config import FEEDBACK_PER_MINUTE
 
 REVIEW_PAGE = resources.files("binsort").joinpath("assets/review.html").read_text("utf-8")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FEEDBACK_MAX_BYTES = 4096  # {"photo_id": ..., "label": ...} is under 200 bytes
 
 
 class Feedback(BaseModel):
@@ -90,7 +91,7 @@ def add_collect_routes(
             return error(429, f"too many labels: at most {per_minute} a minute")
         return None
 
-    @app.post("/feedback")
+    @app.post("/feedback", max_body_size=FEEDBACK_MAX_BYTES)
     async def feedback(answer: Feedback, request: Request) -> JSONResponse:
         """Keep the photo just classified under ``label`` (or move a kept one there)."""
         if (stop := refused(request)) is not None:

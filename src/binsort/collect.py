@@ -104,6 +104,9 @@ class Collection:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
         self.recover()
+        # The collection's size, measured once here and kept up to date by each change
+        # (under the lock), so the cap is checked without reading every kept file again.
+        self._stored = self.stored_bytes()
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -160,7 +163,7 @@ class Collection:
 
     def _keep(self, held: Held, label: str) -> dict[str, Any]:
         size = held.path.stat().st_size
-        if self.max_bytes is not None and self.stored_bytes() + size > self.max_bytes:
+        if self.max_bytes is not None and self._stored + size > self.max_bytes:
             raise CollectError(
                 507, f"the collection is full ({self.max_bytes / 1e9:g} GB, --collect-max-gb)"
             )
@@ -196,6 +199,7 @@ class Collection:
                 507, f"could not keep the photo ({exc}); nothing was stored"
             ) from None
         self._publish(partial, final)
+        self._stored += size
         return self.record(held.sha256)
 
     def _relabel(self, row: sqlite3.Row, label: str) -> dict[str, Any]:
@@ -227,6 +231,7 @@ class Collection:
             trash = self.root / TRASH
             trash.mkdir(exist_ok=True)
             kept = self.root / row["file"]
+            size = kept.stat().st_size if kept.exists() else 0
             if kept.exists():
                 os.replace(kept, trash / kept.name)
             with self._connect() as db:
@@ -237,6 +242,7 @@ class Collection:
                 )
                 db.execute("COMMIT")
             (trash / kept.name).unlink(missing_ok=True)
+            self._stored -= size
 
     def _publish(self, source: Path, final: Path) -> None:
         """The last step of a change: the file to where its committed row says it is."""
@@ -272,6 +278,7 @@ class Collection:
         return self.root / record["file"]
 
     def stored_bytes(self) -> int:
+        """The kept photos' bytes on disk, counted afresh."""
         with self._connect() as db:
             files = [row[0] for row in db.execute("SELECT file FROM photos")]
         return sum((self.root / f).stat().st_size for f in files if (self.root / f).exists())

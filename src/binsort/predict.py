@@ -37,7 +37,14 @@ from binsort.config import (
     TTA_MODES,
 )
 from binsort.data.folder import files_under
-from binsort.data.images import MAX_MEGAPIXELS, describe, is_image_name, open_rgb, resize_shorter
+from binsort.data.images import (
+    MAX_MEGAPIXELS,
+    check_max_megapixels,
+    describe,
+    is_image_name,
+    open_rgb,
+    resize_shorter,
+)
 from binsort.errors import BinsortError, check_choice
 from binsort.onnx_model import OnnxModel, describe_members, is_onnx
 from binsort.ood import REASON as NOT_WASTE
@@ -184,8 +191,7 @@ def predict_photos(
         raise BinsortError(f"--top-k must be at least 1, got {top_k}")
     if not 0.0 <= min_confidence <= 1.0:
         raise BinsortError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
-    if not max_megapixels > 0:
-        raise BinsortError(f"--max-megapixels must be above 0, got {max_megapixels}")
+    check_max_megapixels(max_megapixels)
     tta = chosen_tta(model, tta)
     check_choice("--tta", tta, TTA_MODES)
     if tta not in model.tta_modes:

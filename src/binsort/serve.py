@@ -53,7 +53,12 @@ from binsort.config import (
     SERVE_CONCURRENCY,
     SERVE_MAX_UPLOAD_MB,
 )
-from binsort.data.images import IMAGE_EXTENSIONS, NOT_A_PHOTO_SHAPE, TOO_LARGE
+from binsort.data.images import (
+    IMAGE_EXTENSIONS,
+    NOT_A_PHOTO_SHAPE,
+    TOO_LARGE,
+    check_max_megapixels,
+)
 from binsort.errors import BinsortError
 from binsort.predict import (
     answer_source,
@@ -204,6 +209,21 @@ class UploadSlots:
             await self.app(scope, receive_or_stall, send)
 
 
+def check_limits(
+    max_bytes: int = SERVE_MAX_UPLOAD_MB * 1024 * 1024,
+    concurrency: int = SERVE_CONCURRENCY,
+    max_megapixels: float = MAX_MEGAPIXELS,
+    **_: Any,
+) -> None:
+    """Refuse limits that admit nothing (``create_app``'s; ``prepare`` checks them before
+    the model is loaded)."""
+    if concurrency < 1:
+        raise BinsortError(f"--concurrency must be at least 1, got {concurrency}")
+    if max_bytes < 1:
+        raise BinsortError("--max-upload-mb must be above 0")
+    check_max_megapixels(max_megapixels)
+
+
 def create_app(
     served: Served,
     max_bytes: int = SERVE_MAX_UPLOAD_MB * 1024 * 1024,
@@ -216,10 +236,7 @@ def create_app(
     """The FastAPI application serving ``served``; with a ``collection``, the page asks
     whether each answer was right and keeps the photos it is told about
     (``binsort.serve_collect``; ``token``, when set, is needed to write)."""
-    if concurrency < 1:
-        raise BinsortError(f"--concurrency must be at least 1, got {concurrency}")
-    if max_bytes < 1:
-        raise BinsortError("--max-upload-mb must be above 0")
+    check_limits(max_bytes, concurrency, max_megapixels)
     app = FastAPI(
         title="binsort",
         description="Which bin does this go in? Upload a photo of one item of waste.",
@@ -349,6 +366,7 @@ def prepare(
     ``create_app``."""
     if collect_max_gb <= 0:
         raise BinsortError(f"--collect-max-gb must be above 0, got {collect_max_gb}")
+    check_limits(**limits)
     served = load_served(model, bins)
     collection = None
     if collect is not None:

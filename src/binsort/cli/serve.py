@@ -95,8 +95,6 @@ def serve(
             raise BinsortError(f"--port must be between 1 and 65535, got {port}")
         if limit_concurrency is not None and limit_concurrency < 1:
             raise BinsortError(f"--limit-concurrency must be at least 1, got {limit_concurrency}")
-        if not max_megapixels > 0:
-            raise BinsortError(f"--max-megapixels must be above 0, got {max_megapixels}")
         server = prepare(
             model,
             bins,

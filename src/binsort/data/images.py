@@ -113,6 +113,12 @@ def check_shape(size: tuple[int, int]) -> None:
         )
 
 
+def check_max_megapixels(max_megapixels: float) -> None:
+    """Refuse a budget that admits nothing (``--max-megapixels``)."""
+    if not max_megapixels > 0:
+        raise BinsortError(f"--max-megapixels must be above 0, got {max_megapixels}")
+
+
 def check_budget(size: tuple[int, int], mode: str, max_megapixels: float) -> None:
     """Refuse a decode that would take more than ``max_megapixels`` 4-byte pixels."""
     w, h = size

@@ -136,3 +136,21 @@ def test_ema_decay_warms_up_to_its_cap():
     late = [torch.tensor(0.0)]
     ema_average(0.999)(late, [torch.tensor(1.0)], torch.tensor(20000))
     assert late[0].item() == pytest.approx(0.001, abs=1e-6)
+
+
+def test_warmup_and_cosine_move_every_step():
+    """With 4 steps an epoch, half an epoch of warm-up is 2 steps: a third, two thirds, then
+    the cosine from the full rate down to 0 at the end of the last epoch."""
+    cfg = TrainConfig(weights=None, lr=1.0, scheduler="cosine", epochs=2, warmup_epochs=0.5)
+    schedule = EpochSchedule.from_config(cfg, steps_per_epoch=4)
+    factors = [schedule(step) for step in range(9)]
+    assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(a > b for a, b in zip(factors[2:], factors[3:], strict=False))
+    assert factors[5] == pytest.approx(0.5) and factors[8] == pytest.approx(0.0)
+
+
+def test_step_and_exp_still_decay_at_epoch_boundaries():
+    step = EpochSchedule("step", 6, milestones=[1], gamma=0.5, steps_per_epoch=3)
+    assert [step(s) for s in range(6)] == pytest.approx([1, 1, 1, 0.5, 0.5, 0.5])
+    exp = EpochSchedule("exp", 6, warmup=1, gamma=0.5, steps_per_epoch=2)
+    assert [exp(s) for s in range(6)] == pytest.approx([1 / 3, 2 / 3, 1, 1, 0.5, 0.5])

@@ -651,3 +651,14 @@ def test_a_root_given_twice_or_inside_another_is_a_one_line_error(image_folder, 
     assert ("twice" if case == "twice" else "inside") in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_warmup_ramps_step_by_step_in_a_real_run(image_folder, tmp_path):
+    """Two steps an epoch, one epoch of warm-up: the first step runs at a third of the rate
+    (not half, as a per-epoch warm-up would), and the second epoch starts at the full rate."""
+    args = ["--epochs", "2", "--limit-batches", "2", "--lr", "0.01", "--scheduler", "cosine"]
+    result = train(image_folder, tmp_path, *args, "--warmup-epochs", "1")
+    assert result.exit_code == 0, result.output
+    rates, config = lr_history(run_dir(tmp_path))
+    assert rates == pytest.approx([0.01 / 3, 0.01])
+    assert config["warmup_epochs"] == 1

@@ -266,7 +266,8 @@ class TrainConfig:
     accumulate: int = _opt(1, "Accumulate gradients over this many batches.", OPTIM)
     scheduler: str | None = _opt(
         None,
-        f"Learning-rate schedule, stepped once per epoch {_by_recipe('scheduler')}.",
+        "Learning-rate schedule (cosine moves every step; step and exp decay per epoch) "
+        f"{_by_recipe('scheduler')}.",
         OPTIM,
         SCHEDULERS,
     )
@@ -285,9 +286,10 @@ class TrainConfig:
         OPTIM,
         ("train_loss", "val_loss", "val_accuracy"),
     )
-    warmup_epochs: int | None = _opt(
+    warmup_epochs: float | None = _opt(
         None,
-        f"Linear learning-rate warmup epochs, with any scheduler {_by_recipe('warmup_epochs')}.",
+        "Linear learning-rate warm-up, in epochs (fractions allowed: it ramps step by step), "
+        f"with any scheduler {_by_recipe('warmup_epochs')}.",
         OPTIM,
     )
     label_smoothing: float | None = _opt(

@@ -69,8 +69,8 @@ class History(L.Callback):
             self._epoch_start = now
         if self._first is None:
             self._first = now
-            # The rate this epoch trains at (the head's: the largest when the backbone's is
-            # scaled down); schedules step between epochs.
+            # The rate at the epoch's first step (the head's: the largest when the backbone's
+            # is scaled down); warm-up and cosine then move it step by step.
             self._lr = max(g["lr"] for g in trainer.optimizers[0].param_groups)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

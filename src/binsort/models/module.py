@@ -212,6 +212,8 @@ class Classifier(L.LightningModule):
             self.trainer.optimizers[0],
             [c.scheduler for c in self.trainer.lr_scheduler_configs],
             self.cfg,
+            self._steps_per_epoch(),
+            self.trainer.global_step,
         )
         # A run resumed mid-epoch skips on_train_epoch_start for that epoch.
         self._apply_freeze()
@@ -226,5 +228,10 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any] | tuple[list, list]:
         groups = param_groups(self.model.net, self.cfg, self.head)
         optimizer = build_optimizer(groups, self.cfg)
-        schedulers = build_schedulers(optimizer, self.cfg)
+        schedulers = build_schedulers(optimizer, self.cfg, self._steps_per_epoch())
         return [optimizer], schedulers
+
+    def _steps_per_epoch(self) -> int:
+        """Optimiser steps in an epoch (after --limit-batches and --accumulate), per rank."""
+        trainer = self.trainer
+        return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs))

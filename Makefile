@@ -1,11 +1,12 @@
 # One-command set-up: every target creates the virtual environment first if it is missing.
-# `make demo` runs the main job, `make test` runs the test suite.
+# `make demo` runs the main job, `make test` runs the test suite, `make docs` builds the site.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: setup demo train-demo test lint browser clean
+.PHONY: setup demo train-demo test lint docs browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# The documentation site in build/site; --strict fails on any broken link or anchor.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf build

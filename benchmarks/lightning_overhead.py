@@ -122,20 +122,20 @@ def lightning_speed(
 ) -> float:
     """Training images/s of ``binsort train``'s module and Trainer (with ``teacher``, if any:
     a ``binsort.models.teacher.Teacher``, as ``--teacher`` attaches it)."""
-    _quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     module = Classifier(cfg.to_dict(), CLASSES, mean, std, class_counts=None, split=None)
     module.teacher = teacher
-    # binsort's own Trainer factory, so the callbacks and settings are those of `binsort train`.
-    trainer, _, _ = _trainer(cfg, None, False, None)
-    timer = StepTimer(warmup)
-    trainer.callbacks.append(timer)
     # batch_size=None: the loader hands out the pre-made batches as they are.
     train = torch.utils.data.DataLoader(batches, batch_size=None)
     # One validation batch, after the timed steps: the checkpoint callback needs val_loss.
     val = torch.utils.data.DataLoader(batches[:1], batch_size=None)
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    timer = StepTimer(warmup)
+    with _quiet_lightning():
+        # binsort's own Trainer factory, so the callbacks and settings are those of `binsort train`.
+        trainer, _, _ = _trainer(cfg, None, False, None)
+        trainer.callbacks.append(timer)
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     return steps * len(batches[0][1]) / (timer.end - timer.start)
 
 

@@ -662,3 +662,44 @@ def test_warmup_ramps_step_by_step_in_a_real_run(image_folder, tmp_path):
     rates, config = lr_history(run_dir(tmp_path))
     assert rates == pytest.approx([0.01 / 3, 0.01])
     assert config["warmup_epochs"] == 1
+
+
+def test_fit_leaves_the_callers_config_warning_filters_and_log_levels_as_they_were(
+    image_folder, tmp_path
+):
+    """fit trains on a copy of the config (the run records the model's canonical name, the
+    caller keeps the name it gave) and sets back the warning filters and log levels it uses."""
+    import copy
+    import logging
+    import warnings
+
+    from binsort.config import TrainConfig
+    from binsort.train import fit
+
+    cfg = TrainConfig(
+        root=str(image_folder),
+        model="tv/resnet18",  # canonically "resnet18"
+        weights=None,
+        input_size=16,
+        epochs=1,
+        batch=4,
+        workers=0,
+        limit_batches=1,
+        out=str(tmp_path / "runs"),
+    )
+    given = copy.deepcopy(cfg)
+    # The first run also imports what training needs: libraries add filters of their own then.
+    result = fit(cfg)
+    assert cfg == given and cfg.model == "tv/resnet18"
+    assert json.loads((result.run_dir / "config.json").read_text())["model"] == "resnet18"
+
+    names = ("lightning", "lightning.pytorch", "lightning.fabric")
+    levels = {name: logging.getLogger(name).level for name in names}
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("always", ResourceWarning)  # the caller's own filter
+        filters = list(warnings.filters)
+        fit(cfg)
+        assert warnings.filters == filters
+    assert {name: logging.getLogger(name).level for name in names} == levels
+    assert cfg == given

@@ -1,9 +1,10 @@
 """Train a classifier on an ImageFolder: the library behind ``binsort train``.
 
-``fit(TrainConfig(...))`` scans and checks the folder, makes (or, on resume, reuses) the
-split, builds the model, and runs Lightning. The run folder ``OUT/NAME/version_N/`` gets the
-TensorBoard logs, ``checkpoints/`` (top-k by the monitored metric, plus ``last.ckpt``),
-``config.json`` (the resolved config) and ``split.json`` (the exact file lists).
+``fit(TrainConfig.from_options(...))`` scans and checks the folder, makes (or, on resume,
+reuses) the split, builds the model, and runs Lightning, one step function each. The run folder
+``OUT/NAME/version_N/`` gets the TensorBoard logs, ``checkpoints/`` (top-k by the monitored
+metric, plus ``last.ckpt``), ``config.json`` (the resolved config) and ``split.json`` (the
+exact file lists).
 
 Several ``--root`` folders train one model: ``binsort.data.folder.scan_folders`` matches their
 classes by name, the split is drawn over all their photos, and the split record lists the
@@ -198,7 +199,9 @@ def fit(
         run_dir = Path(logger.log_dir)
         if trainer.is_global_zero:
             _write_run_folder(run_dir, cfg, photos, built)
-        _run_lightning(trainer, built.module, datamodule, start.checkpoint, run_dir, cfg.benchmark)
+        _run_lightning(
+            trainer, built.module, datamodule, start.checkpoint, run_dir, cfg.run.benchmark
+        )
     result = _collect_result(trainer, history, run_dir, cfg, photos, built)
     result.seconds = time.perf_counter() - started
     result.warnings = run_warnings
@@ -221,17 +224,17 @@ def _starting_point(cfg: TrainConfig, resume: str | Path | None) -> tuple[TrainC
             split=stored.get("split") or {},
             transform_input=stored.get("transform_input", False),
         )
-    if cfg.root is None:
+    if cfg.data.root is None:
         raise BinsortError("--root is required: the ImageFolder to train on")
     from binsort.data.folder import check_roots
     from binsort.models.factory import resolve_model_name
 
-    check_roots(cfg.root)  # before the weights are read: a slip costs no waiting
-    cfg = replace(cfg, model=resolve_model_name(cfg.model))
-    if cfg.weights and start.checkpoint is None:
+    check_roots(cfg.data.root)  # before the weights are read: a slip costs no waiting
+    cfg = replace(cfg, model=replace(cfg.model, model=resolve_model_name(cfg.model.model)))
+    if cfg.model.weights and start.checkpoint is None:
         from binsort.models.pretrained import read_weights
 
-        source = read_weights(cfg.weights, cfg.model)
+        source = read_weights(cfg.model.weights, cfg.model.model)
         start = _Start(source=source, transform_input=source.transform_input)
     return cfg, start
 
@@ -245,7 +248,7 @@ def _resolve_split(
     from binsort.data.splits import recorded_roots, select, split_record, stratified_split
 
     if images is None:
-        images = scan_folders(cfg.root, check=True, workers=max(2, cfg.workers))
+        images = scan_folders(cfg.data.root, check=True, workers=max(2, cfg.data.workers))
     require_every_class(images)
     recorded = start.split if start.checkpoint is not None else (split or {})
     notes = []
@@ -273,7 +276,7 @@ def _resolve_split(
         test_paths = recorded.get("test", [])
     else:
         drawn = stratified_split(
-            images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed
+            images.samples, cfg.data.split, cfg.data.test_split, cfg.data.effective_split_seed
         )
         train_paths, val_paths, test_paths = drawn.train, drawn.val, drawn.test
     return _Split(
@@ -283,7 +286,7 @@ def _resolve_split(
         val_paths=val_paths,
         test_paths=test_paths,
         record=split_record(
-            images.roots, cfg.effective_split_seed, train_paths, val_paths, test_paths
+            images.roots, cfg.data.effective_split_seed, train_paths, val_paths, test_paths
         ),
         notes=notes,
     )
@@ -297,9 +300,9 @@ def _build_module(cfg: TrainConfig, start: _Start, photos: _Split) -> _Built:
 
     from binsort.models.module import Classifier
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    L.seed_everything(cfg.data.seed, workers=True, verbose=False)
     source, images = start.source, photos.images
-    mean, std = cfg.mean, cfg.std
+    mean, std = cfg.data.mean, cfg.data.std
     if source is not None:
         # The weights' own normalisation: what the backbone's features were learnt on.
         mean = mean or source.mean
@@ -334,20 +337,21 @@ def _build_module(cfg: TrainConfig, start: _Start, photos: _Split) -> _Built:
                 f"batch-norm statistics measured on {used} training photos (the source stores "
                 "them folded into its convolutions)"
             )
-    if cfg.val_size != cfg.input_size:
+    size, val_size = cfg.data.input_size, cfg.data.val_size
+    if val_size != size:
         from binsort.models.factory import check_input_size
 
-        check_input_size(module.model, cfg.model, cfg.val_size, "--eval-size")
+        check_input_size(module.model, cfg.model.model, val_size, "--eval-size")
         notes.append(
-            f"trains on {cfg.input_size}-px crops, validates at {cfg.val_size} px: evaluate, "
-            f"ensemble, export and predict feed it {cfg.val_size}-px images"
+            f"trains on {size}-px crops, validates at {val_size} px: evaluate, ensemble, "
+            f"export and predict feed it {val_size}-px images"
         )
-    if cfg.teacher:
+    if cfg.model.teacher:
         from binsort.models.teacher import load_teacher, teacher_overlap
 
-        module.teacher = load_teacher(cfg.teacher, images.classes)
+        module.teacher = load_teacher(cfg.model.teacher, images.classes)
         found += teacher_overlap(module.teacher, photos.val_paths, photos.test_paths)
-    if cfg.probe and start.checkpoint is None:
+    if cfg.model.probe and start.checkpoint is None:
         from binsort.models.probe import head_module
 
         head_module(module.model.net, module.head)  # refuse a head it cannot fit, before work
@@ -365,9 +369,9 @@ def _run_warnings(cfg: TrainConfig, start: _Start, photos: _Split) -> list[str]:
         # validate on photos that shaped the starting weights.
         trained = start.source.split.get("train", [])
         held_out = {"validation": photos.val_paths, "test": photos.test_paths}
-        who = f"the --weights checkpoint ({cfg.weights})"
+        who = f"the --weights checkpoint ({cfg.model.weights})"
         found += held_out_overlap(who, "this run's", trained, held_out)
-    if cfg.imbalance and cfg.class_weights:
+    if cfg.data.imbalance and cfg.data.class_weights:
         found.append(
             "--imbalance and --class-weights both correct for class sizes: together they "
             "over-weight the small classes; use one"
@@ -452,9 +456,9 @@ def _collect_result(
         run_dir=run_dir,
         best_checkpoint=best,
         last_checkpoint=last,
-        monitor=cfg.save_monitor,
+        monitor=cfg.checkpoints.save_monitor,
         best_score=float(best_score) if best_score is not None else None,
-        best_epoch=_epoch_of(best, history.rows, cfg.save_monitor, best_score),
+        best_epoch=_epoch_of(best, history.rows, cfg.checkpoints.save_monitor, best_score),
         epochs_run=trainer.current_epoch,
         history=history.rows,
         skipped=photos.images.skipped,
@@ -488,19 +492,18 @@ def _upscaled_validation(
 ) -> list:
     """A warning when --eval-size enlarges validation images: the checkpoint would be chosen on
     blurred copies of what it will be fed (the typical slip: a resized copy as --root)."""
-    if cfg.eval_size is None:
+    size = cfg.data.eval_size
+    if size is None:
         return []
     from binsort.data.folder import locate
     from binsort.data.images import shorter_side
 
-    small = sum(
-        (shorter_side(locate(roots, path)) or cfg.eval_size) < cfg.eval_size for path, _ in samples
-    )
+    small = sum((shorter_side(locate(roots, path)) or size) < size for path, _ in samples)
     if not small:
         return []
     return [
-        f"--eval-size {cfg.eval_size}: {small} of {len(samples)} validation images are smaller "
-        "and are enlarged to it; validate on larger copies (the originals)"
+        f"--eval-size {size}: {small} of {len(samples)} validation images are smaller and are "
+        "enlarged to it; validate on larger copies (the originals)"
     ]
 
 
@@ -513,7 +516,7 @@ def _recentre_norms(
 
     from binsort.models.norms import recentre_norms
 
-    drawn = random.Random(cfg.seed).sample(samples, min(len(samples), NORM_IMAGES))
+    drawn = random.Random(cfg.data.seed).sample(samples, min(len(samples), NORM_IMAGES))
     return recentre_norms(model, _probe_batches(roots, drawn, cfg), NORM_IMAGES)
 
 
@@ -524,9 +527,9 @@ def _probe_batches(roots: list[Path], samples: list[tuple[str, int]], cfg: Train
     from binsort.data.dataset import ImageDataset
     from binsort.data.transforms import eval_transform
 
-    size = cfg.input_size
+    size = cfg.data.input_size
     dataset = ImageDataset(roots, samples, eval_transform(size), min_side=size)
-    return DataLoader(dataset, batch_size=cfg.batch, num_workers=cfg.workers)
+    return DataLoader(dataset, batch_size=cfg.optim.batch, num_workers=cfg.data.workers)
 
 
 @contextlib.contextmanager
@@ -572,7 +575,7 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
         version = ckpt_path.parent.parent.name
         out, name = ckpt_path.parent.parent.parent.parent, ckpt_path.parent.parent.parent.name
     else:
-        out, name = Path(cfg.out), cfg.name
+        out, name = Path(cfg.run.out), cfg.run.name
     logger = TensorBoardLogger(
         save_dir=str(out), name=name, version=version, default_hp_metric=False
     )
@@ -584,9 +587,9 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
             # Named after what ranks them, with the other metric beside it.
             filename="epoch{epoch:03d}-loss{val_loss:.4f}-acc{val_accuracy:.4f}",
             auto_insert_metric_name=False,
-            monitor=cfg.save_monitor,
-            mode=monitor_mode(cfg.save_monitor),
-            save_top_k=cfg.save_top_k,
+            monitor=cfg.checkpoints.save_monitor,
+            mode=monitor_mode(cfg.checkpoints.save_monitor),
+            save_top_k=cfg.checkpoints.save_top_k,
         ),
         # Lightning 2.6 refreshes `save_last` only when a top-k checkpoint was written that
         # epoch; a separate monitor-less callback keeps last.ckpt truly the latest epoch.
@@ -596,29 +599,29 @@ def _trainer(cfg: TrainConfig, ckpt_path: Path | None, progress: bool, version: 
         history,
         StopOnRequest(),
     ]
-    if cfg.early_stop != "none":
-        monitor = "val_loss" if cfg.early_stop == "loss" else "val_accuracy"
+    if cfg.checkpoints.early_stop != "none":
+        monitor = "val_loss" if cfg.checkpoints.early_stop == "loss" else "val_accuracy"
         callbacks.append(
             cb.EarlyStopping(
                 monitor=monitor,
                 mode=monitor_mode(monitor),
-                patience=cfg.early_stop_patience,
+                patience=cfg.checkpoints.early_stop_patience,
             )
         )
-    if cfg.ema:
-        callbacks.append(ema_averaging(cfg.ema_decay))
+    if cfg.optim.ema:
+        callbacks.append(ema_averaging(cfg.optim.ema_decay))
     if progress:
         callbacks.append(progress_bar())
-    limit = cfg.limit_batches or None
+    limit = cfg.run.limit_batches or None
     try:
         trainer = L.Trainer(
-            max_epochs=cfg.epochs,
-            accelerator=cfg.accelerator,
-            devices=_devices(cfg.devices),
-            num_nodes=cfg.nodes,
-            strategy=cfg.strategy,
-            precision=cfg.precision,
-            accumulate_grad_batches=cfg.accumulate,
+            max_epochs=cfg.optim.epochs,
+            accelerator=cfg.run.accelerator,
+            devices=_devices(cfg.run.devices),
+            num_nodes=cfg.run.nodes,
+            strategy=cfg.run.strategy,
+            precision=cfg.run.precision,
+            accumulate_grad_batches=cfg.optim.accumulate,
             logger=logger,
             callbacks=callbacks,
             enable_progress_bar=progress,

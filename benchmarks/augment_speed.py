@@ -32,17 +32,17 @@ def kornia_pipeline(cfg: TrainConfig, cropping_mode: str) -> torch.nn.Module:
 
     return torch.nn.Sequential(
         K.RandomResizedCrop(
-            (cfg.input_size, cfg.input_size),
-            scale=(cfg.aug_scale, 1.0),
+            (cfg.data.input_size, cfg.data.input_size),
+            scale=(cfg.aug.aug_scale, 1.0),
             ratio=CROP_RATIO,
             cropping_mode=cropping_mode,
         ),
-        K.RandomHorizontalFlip(p=cfg.hflip),
-        K.RandomVerticalFlip(p=cfg.vflip),
-        K.RandomAffine(degrees=cfg.rotation, shear=cfg.shear, p=1.0),
-        K.RandomPerspective(distortion_scale=cfg.perspective, p=PERSPECTIVE_P),
-        K.ColorJitter(cfg.jitter, cfg.jitter, cfg.jitter, p=1.0),
-        K.RandomGrayscale(p=cfg.grayscale),
+        K.RandomHorizontalFlip(p=cfg.aug.hflip),
+        K.RandomVerticalFlip(p=cfg.aug.vflip),
+        K.RandomAffine(degrees=cfg.aug.rotation, shear=cfg.aug.shear, p=1.0),
+        K.RandomPerspective(distortion_scale=cfg.aug.perspective, p=PERSPECTIVE_P),
+        K.ColorJitter(cfg.aug.jitter, cfg.aug.jitter, cfg.aug.jitter, p=1.0),
+        K.RandomGrayscale(p=cfg.aug.grayscale),
     )
 
 
@@ -76,7 +76,7 @@ def main() -> None:
             "kornia is not installed (pip install kornia): nothing to compare"
         ) from None
 
-    cfg = TrainConfig(input_size=args.size, weights=None)  # from-scratch augmentation
+    cfg = TrainConfig.from_options(input_size=args.size, weights=None)  # from-scratch augmentation
     side = cache_side(args.size)
     generator = torch.Generator().manual_seed(0)
     batches = [

@@ -48,8 +48,8 @@ def train_speed(
     device: torch.device,
 ) -> float:
     """Images/s over ``steps`` steps on ``device``, each taking its batch from ``batches``."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, classes, IMAGENET_MEAN, IMAGENET_STD, cfg.input_size)
+    torch.manual_seed(cfg.data.seed)
+    model = build_model(cfg.model.model, classes, IMAGENET_MEAN, IMAGENET_STD, cfg.data.input_size)
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
 
@@ -95,7 +95,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # as binsort train --benchmark: fixed shapes
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         weights=None,  # the from-scratch recipe these figures were measured with
         root=args.root,
         model=args.model,
@@ -129,7 +129,7 @@ def main() -> None:
     loader = DataLoader(
         dataset,
         batch_size=args.batch,
-        sampler=ShuffleSampler(len(samples), cfg.seed),
+        sampler=ShuffleSampler(len(samples), cfg.data.seed),
         num_workers=args.workers,
         persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
@@ -153,12 +153,12 @@ def main() -> None:
     cached = DataLoader(
         train,
         batch_size=args.batch,
-        sampler=ShuffleSampler(len(train), cfg.seed),
+        sampler=ShuffleSampler(len(train), cfg.data.seed),
         collate_fn=keep_batch,
         drop_last=True,
     )
     augment = BatchAugment.from_config(cfg)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.data.seed)
     cache = train_speed(
         cfg,
         classes,

@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args = finetune_step_args(parser)
     cfg = finetune_config("ema-cost", args)
-    with_ema = replace(cfg, ema=True)
+    with_ema = replace(cfg, optim=replace(cfg.optim, ema=True))
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     print(finetune_setting(args), flush=True)
     means = alternating_rounds(

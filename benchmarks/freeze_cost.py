@@ -33,7 +33,13 @@ def main() -> None:
     batches = random_batches(args.batch, args.size, args.warmup + args.steps)
     print(finetune_setting(args), flush=True)
     sides = {
-        n: partial(lightning_speed, replace(cfg, freeze_stages=n), batches, args.warmup, args.steps)
+        n: partial(
+            lightning_speed,
+            replace(cfg, model=replace(cfg.model, freeze_stages=n)),
+            batches,
+            args.warmup,
+            args.steps,
+        )
         for n in [0, *args.stages]
     }
     means = alternating_rounds(sides, args.rounds)

@@ -60,7 +60,7 @@ def bench_config(
     runs/; ``recipe`` holds the optimisation options the figures were measured with. The
     weights stay fresh (a step costs the same whatever they are): ``weights`` only chooses the
     recipe the options left unset take, fine-tuning or from scratch, as in ``binsort train``."""
-    return TrainConfig(
+    return TrainConfig.from_options(
         weights=weights,
         root=None,
         model=model,
@@ -122,34 +122,38 @@ def lightning_speed(
 ) -> float:
     """Training images/s of ``binsort train``'s module and Trainer (with ``teacher``, if any:
     a ``binsort.models.teacher.Teacher``, as ``--teacher`` attaches it)."""
-    _quiet_lightning()
-    L.seed_everything(cfg.seed, verbose=False)
+    L.seed_everything(cfg.data.seed, verbose=False)
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     module = Classifier(cfg.to_dict(), CLASSES, mean, std, class_counts=None, split=None)
     module.teacher = teacher
-    # binsort's own Trainer factory, so the callbacks and settings are those of `binsort train`.
-    trainer, _, _ = _trainer(cfg, None, False, None)
-    timer = StepTimer(warmup)
-    trainer.callbacks.append(timer)
     # batch_size=None: the loader hands out the pre-made batches as they are.
     train = torch.utils.data.DataLoader(batches, batch_size=None)
     # One validation batch, after the timed steps: the checkpoint callback needs val_loss.
     val = torch.utils.data.DataLoader(batches[:1], batch_size=None)
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    timer = StepTimer(warmup)
+    with _quiet_lightning():
+        # binsort's own Trainer factory, so the callbacks and settings are those of `binsort train`.
+        trainer, _, _ = _trainer(cfg, None, False, None)
+        trainer.callbacks.append(timer)
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     return steps * len(batches[0][1]) / (timer.end - timer.start)
 
 
 def plain_speed(cfg: TrainConfig, batches: list, warmup: int, steps: int) -> float:
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, len(CLASSES), IMAGENET_MEAN, IMAGENET_STD, cfg.input_size)
-    if cfg.channels_last:
+    torch.manual_seed(cfg.data.seed)
+    model = build_model(
+        cfg.model.model, len(CLASSES), IMAGENET_MEAN, IMAGENET_STD, cfg.data.input_size
+    )
+    if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+    )
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        if cfg.channels_last:
+        if cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         loss = criterion(model(x), y)
         optimizer.zero_grad()

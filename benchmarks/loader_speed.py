@@ -31,14 +31,16 @@ from binsort.models.factory import build_model
 
 def model_speed(cfg: TrainConfig, classes: int, warmup: int, steps: int) -> float:
     """Training images/s on one random batch: what the model could eat if data were free."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, classes, IMAGENET_MEAN, IMAGENET_STD, cfg.input_size)
+    torch.manual_seed(cfg.data.seed)
+    model = build_model(cfg.model.model, classes, IMAGENET_MEAN, IMAGENET_STD, cfg.data.input_size)
     model = model.to(memory_format=torch.channels_last)  # the documented recipe's setting
-    optimizer = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    x = torch.rand(cfg.batch, 3, cfg.input_size, cfg.input_size)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+    )
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+    x = torch.rand(cfg.optim.batch, 3, cfg.data.input_size, cfg.data.input_size)
     x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, classes, (cfg.batch,))
+    y = torch.randint(0, classes, (cfg.optim.batch,))
 
     def step() -> None:
         loss = criterion(model(x), y)
@@ -51,18 +53,18 @@ def model_speed(cfg: TrainConfig, classes: int, warmup: int, steps: int) -> floa
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return steps * cfg.batch / (time.perf_counter() - start)
+    return steps * cfg.optim.batch / (time.perf_counter() - start)
 
 
 def loader_speed(cfg: TrainConfig, warmup: int, batches: int) -> float:
     """Images/s of iterating the training loader ``binsort train`` would build."""
-    (root,) = cfg.root  # one folder at a time
+    (root,) = cfg.data.root  # one folder at a time
     samples = scan_folder(root, check=False).samples
     for path, _ in samples:
         # Into the OS file cache first, as after a first epoch: the first folder timed should
         # not be the only one to pay for disk reads (trials: up to 1.5x slower when it did).
         (Path(root) / path).read_bytes()
-    datamodule = BinDataModule(cfg.root, samples, [], cfg)
+    datamodule = BinDataModule(cfg.data.root, samples, [], cfg)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     # Warm-up batches take the worker start-up; the loader is persistent, so it is paid once.
@@ -91,7 +93,7 @@ def main() -> None:
 
     def config(root: str, workers: int) -> TrainConfig:
         # The documented recipe's optimiser and augmentation defaults.
-        return TrainConfig(
+        return TrainConfig.from_options(
             weights=None,  # the from-scratch recipe these figures were measured with
             root=root,
             model=args.model,

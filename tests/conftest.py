@@ -116,7 +116,7 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> list:
     root = make_image_folder(base / "images", per_class=10, size=(36, 36))
     results = []
     for seed in (1, 2):
-        cfg = TrainConfig(
+        cfg = TrainConfig.from_options(
             root=str(root),
             model="resnet18",
             weights=None,
@@ -145,7 +145,7 @@ def two_folder_run(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("two_folders")
     a = make_image_folder(base / "a", per_class=6, size=(36, 36), tag="_a")
     b = make_image_folder(base / "b", ("paper", "landfill"), per_class=6, size=(36, 36), tag="_b")
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         root=[str(a), str(b)],
         model="resnet18",
         weights=None,

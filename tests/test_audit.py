@@ -136,7 +136,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 
     base = tmp_path_factory.mktemp("audit_run")
     train_root = make_image_folder(base / "train", per_class=10, size=(36, 36), seed=1)
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         root=str(train_root), model="resnet18", weights=None, input_size=16, epochs=3,
         batch=4, workers=0, split=0.2, test_split=0.0, seed=1, out=str(base / "runs"),
         lr=3e-3,

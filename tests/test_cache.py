@@ -32,7 +32,7 @@ def images(n: int = 6, side: int = 20, seed: int = 0) -> torch.Tensor:
 
 def recipe(**changes) -> BatchAugment:
     """The default recipe's batched augmentation at 16 px, with ``changes``."""
-    return replace(BatchAugment.from_config(TrainConfig(input_size=16)), **changes)
+    return replace(BatchAugment.from_config(TrainConfig.from_options(input_size=16)), **changes)
 
 
 def samples_of(folder) -> list[tuple[str, int]]:
@@ -52,7 +52,7 @@ def test_default_augmentation_keeps_shape_dtype_and_range(dtype):
     x = images()
     if dtype == torch.float32:
         x = x.float() / 255
-    out = BatchAugment.from_config(TrainConfig(input_size=16))(x, gen())
+    out = BatchAugment.from_config(TrainConfig.from_options(input_size=16))(x, gen())
     assert out.shape == (6, 3, 16, 16) and out.dtype == torch.float32
     assert out.min() >= 0 and out.max() <= 1 and out.std() > 0
 
@@ -63,7 +63,9 @@ def test_batched_and_per_image_augmentation_take_the_same_parameters():
     from binsort.data.transforms import train_transform
 
     strengths = dict(aug_scale=0.3, hflip=0.2, vflip=0.7, rotation=15.0, shear=5.0)
-    cfg = TrainConfig(input_size=16, perspective=0.3, jitter=0.1, grayscale=0.2, **strengths)
+    cfg = TrainConfig.from_options(
+        input_size=16, perspective=0.3, jitter=0.1, grayscale=0.2, **strengths
+    )
     batched = BatchAugment.from_config(cfg)
     steps = {type(t): t for t in train_transform(cfg).transforms}
     crop = steps[v2.RandomResizedCrop]
@@ -172,7 +174,7 @@ def test_datamodule_with_cache_yields_uint8_batches(image_folder):
 
     samples = samples_of(image_folder)
     for imbalance in (False, True):
-        cfg = TrainConfig(input_size=16, batch=4, cache=True, imbalance=imbalance)
+        cfg = TrainConfig.from_options(input_size=16, batch=4, cache=True, imbalance=imbalance)
         dm = BinDataModule(image_folder, samples[:20], samples[20:], cfg)
         dm.setup("fit")
         x, y = next(iter(dm.train_dataloader()))
@@ -211,7 +213,7 @@ def test_module_augments_only_cached_training_batches():
 
     from binsort.models.module import Classifier
 
-    cfg = TrainConfig(model="resnet18", weights=None, input_size=16, cache=True)
+    cfg = TrainConfig.from_options(model="resnet18", weights=None, input_size=16, cache=True)
     module = Classifier(cfg.to_dict(), ["a", "b"], [0.5] * 3, [0.5] * 3)
     labels = torch.tensor([0, 1])
     module._trainer = SimpleNamespace(training=True, precision_plugin=Precision())

@@ -48,7 +48,7 @@ def test_timm_models_name_their_heads(arch, heads):
 
     net = build_model(arch, 5, [0.5] * 3, [0.5] * 3).net
     assert head_prefixes(net, 5) == heads
-    groups = param_groups(net, TrainConfig(), heads)
+    groups = param_groups(net, TrainConfig.from_options(), heads)
     in_head = {id(p) for g in groups if g["name"].startswith("head") for p in g["params"]}
     assert all(id(net.get_parameter(prefix + "weight")) in in_head for prefix in heads)
 

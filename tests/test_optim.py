@@ -7,7 +7,7 @@ from binsort.models.optim import EpochSchedule, build_optimizer, build_scheduler
 
 
 def groups_for(opt: str, **kw):
-    cfg = TrainConfig(model="resnet18", weights=None, opt=opt, weight_decay=0.01, **kw)
+    cfg = TrainConfig.from_options(model="resnet18", weights=None, opt=opt, weight_decay=0.01, **kw)
     model = build_model("resnet18", 3, [0.5] * 3, [0.25] * 3)
     groups = param_groups(model.net, cfg, head_prefixes(model.net, 3))
     return cfg, model, groups
@@ -31,12 +31,12 @@ def test_backbone_lr_scale_applies_to_all_but_head():
     head = {id(p) for p in model.net.fc.parameters()}
     for group in groups:
         is_head = all(id(p) in head for p in group["params"])
-        assert group["lr"] == pytest.approx(cfg.lr if is_head else cfg.lr * 0.1)
+        assert group["lr"] == pytest.approx(cfg.optim.lr if is_head else cfg.optim.lr * 0.1)
 
 
 def lrs(cfg: TrainConfig, epochs: int) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(2))
-    optimizer = torch.optim.SGD([param], lr=cfg.lr)
+    optimizer = torch.optim.SGD([param], lr=cfg.optim.lr)
     configs = build_schedulers(optimizer, cfg)
     out = []
     for _ in range(epochs):
@@ -49,22 +49,29 @@ def lrs(cfg: TrainConfig, epochs: int) -> list[float]:
 
 
 def test_step_scheduler_milestones_are_epochs():
-    cfg = TrainConfig(weights=None, lr=1.0, scheduler="step", milestones=[2, 4], lr_gamma=0.1)
+    cfg = TrainConfig.from_options(
+        weights=None, lr=1.0, scheduler="step", milestones=[2, 4], lr_gamma=0.1
+    )
     assert lrs(cfg, 6) == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
 def test_warmup_composes_with_step_and_cosine():
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         weights=None, lr=1.0, scheduler="step", milestones=[3], lr_gamma=0.5, warmup_epochs=2
     )
     assert lrs(cfg, 5) == pytest.approx([1 / 3, 2 / 3, 1.0, 0.5, 0.5])
-    cos = lrs(TrainConfig(weights=None, lr=1.0, scheduler="cosine", epochs=6, warmup_epochs=2), 6)
+    cos = lrs(
+        TrainConfig.from_options(
+            weights=None, lr=1.0, scheduler="cosine", epochs=6, warmup_epochs=2
+        ),
+        6,
+    )
     assert cos[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert cos[3] < cos[2] and cos[5] < cos[4]
 
 
 def test_plateau_reduces_after_patience_and_keeps_warmup():
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         weights=None, lr=1.0, scheduler="plateau", plateau_patience=1, lr_gamma=0.5, warmup_epochs=1
     )
     # Metric constant at 1.0: no improvement after the first epoch.
@@ -85,7 +92,9 @@ def test_train_accuracy_under_mixup_counts_the_larger_share():
     mixed image, not the unmixed label of the first image."""
     from binsort.models.module import Classifier
 
-    cfg = TrainConfig(model="resnet18", weights=None, input_size=16, mixup=0.4, cutmix=1.0)
+    cfg = TrainConfig.from_options(
+        model="resnet18", weights=None, input_size=16, mixup=0.4, cutmix=1.0
+    )
     torch.manual_seed(0)  # the initial weights, so the answers do not depend on earlier tests
     module = Classifier(cfg.to_dict(), ["a", "b", "c"], [0.5] * 3, [0.25] * 3)
     module.log = lambda *args, **kwargs: None  # no trainer here to log to
@@ -103,10 +112,17 @@ def test_train_accuracy_under_mixup_counts_the_larger_share():
 
 
 def test_default_patiences_can_act_within_the_default_epochs():
-    for cfg in (TrainConfig(weights=None), TrainConfig(weights="imagenet")):
-        assert cfg.plateau_patience < cfg.epochs and cfg.early_stop_patience < cfg.epochs
+    for cfg in (
+        TrainConfig.from_options(weights=None),
+        TrainConfig.from_options(weights="imagenet"),
+    ):
+        assert (
+            cfg.optim.plateau_patience < cfg.optim.epochs
+            and cfg.checkpoints.early_stop_patience < cfg.optim.epochs
+        )
     assert (
-        TrainConfig(weights=None, scheduler="exp").lr_gamma ** TrainConfig(weights=None).epochs
+        TrainConfig.from_options(weights=None, scheduler="exp").optim.lr_gamma
+        ** TrainConfig.from_options(weights=None).optim.epochs
         > 0.1
     )  # not 0.2**20
 
@@ -141,7 +157,9 @@ def test_ema_decay_warms_up_to_its_cap():
 def test_warmup_and_cosine_move_every_step():
     """With 4 steps an epoch, half an epoch of warm-up is 2 steps: a third, two thirds, then
     the cosine from the full rate down to 0 at the end of the last epoch."""
-    cfg = TrainConfig(weights=None, lr=1.0, scheduler="cosine", epochs=2, warmup_epochs=0.5)
+    cfg = TrainConfig.from_options(
+        weights=None, lr=1.0, scheduler="cosine", epochs=2, warmup_epochs=0.5
+    )
     schedule = EpochSchedule.from_config(cfg, steps_per_epoch=4)
     factors = [schedule(step) for step in range(9)]
     assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])

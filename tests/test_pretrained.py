@@ -161,21 +161,26 @@ def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
 def test_explicit_options_beat_the_fine_tuning_defaults():
     from binsort.config import FINETUNE, SCRATCH, TrainConfig
 
-    default = TrainConfig()
-    assert (default.model, default.weights) == ("tf_efficientnet_lite0", "imagenet")
-    assert default.lr == FINETUNE["lr"] and default.epochs == FINETUNE["epochs"]
+    default = TrainConfig.from_options()
+    assert (default.model.model, default.model.weights) == ("tf_efficientnet_lite0", "imagenet")
+    assert default.optim.lr == FINETUNE["lr"] and default.optim.epochs == FINETUNE["epochs"]
     for scratch in (
-        TrainConfig(weights=None),
-        TrainConfig(weights="none"),
-        TrainConfig(weights="None"),
+        TrainConfig.from_options(weights=None),
+        TrainConfig.from_options(weights="none"),
+        TrainConfig.from_options(weights="None"),
     ):
-        assert scratch.weights is None
-        assert scratch.lr == SCRATCH["lr"] and scratch.epochs == SCRATCH["epochs"]
-    tuned = TrainConfig(lr=5e-4)
-    assert tuned.lr == 5e-4 and tuned.opt == FINETUNE["opt"] and tuned.epochs == FINETUNE["epochs"]
+        assert scratch.model.weights is None
+        assert scratch.optim.lr == SCRATCH["lr"] and scratch.optim.epochs == SCRATCH["epochs"]
+    tuned = TrainConfig.from_options(lr=5e-4)
+    assert tuned.optim.lr == 5e-4 and tuned.optim.opt == FINETUNE["opt"]
+    assert tuned.optim.epochs == FINETUNE["epochs"]
+    # Given explicitly, an option wins even where it equals the other recipe's value.
+    same = TrainConfig.from_options(weights=None, epochs=FINETUNE["epochs"])
+    assert same.optim.epochs == FINETUNE["epochs"] and same.optim.lr == SCRATCH["lr"]
     # A stored config keeps its values: resuming never switches recipe.
-    again = TrainConfig.from_dict({**TrainConfig(weights=None).to_dict(), "weights": "imagenet"})
-    assert again.lr == SCRATCH["lr"]
+    stored = TrainConfig.from_options(weights=None).to_dict()
+    again = TrainConfig.from_dict({**stored, "weights": "imagenet"})
+    assert again.optim.lr == SCRATCH["lr"]
 
 
 def test_a_fresh_head_on_pretrained_features_starts_near_zero():
@@ -273,7 +278,7 @@ def test_a_checkpoint_rebuilds_googlenet_with_its_input_transform(tmp_path):
     from binsort.models.checkpoint import load_checkpoint
     from binsort.models.module import Classifier
 
-    cfg = TrainConfig(model="googlenet", input_size=64).to_dict()
+    cfg = TrainConfig.from_options(model="googlenet", input_size=64).to_dict()
     module = Classifier(cfg, ["a", "b"], [0.5] * 3, [0.5] * 3, transform_input=True)
     path = tmp_path / "googlenet.ckpt"
     data = {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}

@@ -130,10 +130,17 @@ def test_the_probe_counts_as_training_time(image_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(module, "features", features)
     start = tmp_path / "start.pt"
     torch.save(build_model("resnet18", 1000, [0.5] * 3, [0.5] * 3).net.state_dict(), start)
-    cfg = TrainConfig(
-        root=str(image_folder), out=str(tmp_path / "runs"), model="resnet18", weights=str(start)
+    cfg = TrainConfig.from_options(
+        root=str(image_folder),
+        out=str(tmp_path / "runs"),
+        model="resnet18",
+        weights=str(start),
+        input_size=16,
+        batch=4,
+        workers=0,
+        epochs=2,
+        probe=True,
     )
-    cfg.input_size, cfg.batch, cfg.workers, cfg.epochs, cfg.probe = 16, 4, 0, 2, True
 
     result = fit(cfg)
 

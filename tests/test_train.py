@@ -111,7 +111,7 @@ def test_augmentation_and_loss_options(image_folder, tmp_path):
     assert steps["RandomAffine"].degrees == [-30.0, 30.0] and steps["RandomAffine"].shear
     assert steps["RandomPerspective"].distortion_scale == 0.2
     assert steps["ColorJitter"].brightness == (0.7, 1.3) and steps["RandomGrayscale"].p == 0.2
-    assert isinstance(batch_mixer(3, cfg.cutmix, cfg.mixup), v2.RandomChoice)
+    assert isinstance(batch_mixer(3, cfg.aug.cutmix, cfg.aug.mixup), v2.RandomChoice)
     module = Classifier(hp["config"], hp["classes"], hp["mean"], hp["std"], hp["class_counts"])
     assert module.criterion.label_smoothing == 0.1 and module.criterion.weight is not None
 
@@ -389,13 +389,12 @@ def test_folds_from_weights_that_trained_on_the_folds_warn(trained_runs, tmp_pat
 
 
 def test_docs_list_every_training_option():
-    import dataclasses
     from pathlib import Path
 
-    from binsort.config import TrainConfig, dash
+    from binsort.config import OPTIONS, dash
 
     text = (Path(__file__).parents[1] / "docs" / "train.md").read_text()
-    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"`--{dash(f.name)}`" not in text]
+    missing = [name for name in OPTIONS if f"`--{dash(name)}`" not in text]
     assert not missing, f"docs/train.md lacks {missing}"
 
 
@@ -539,7 +538,7 @@ def test_eval_size_validates_at_its_size_and_the_checkpoint_keeps_it(image_folde
     from binsort.data.folder import scan_folder
 
     samples = scan_folder(image_folder).samples
-    cfg = TrainConfig(input_size=16, eval_size=24, batch=4, workers=0, cache=cache)
+    cfg = TrainConfig.from_options(input_size=16, eval_size=24, batch=4, workers=0, cache=cache)
     dm = BinDataModule(image_folder, samples[:20], samples[20:], cfg)
     dm.setup("fit")
     x, _ = next(iter(dm.train_dataloader()))
@@ -640,7 +639,7 @@ def test_a_run_on_one_folder_records_it_as_it_always_did(image_folder, tmp_path)
         k: split[k] for k in ckpt["hyper_parameters"]["split"]
     }
     stored = {k: v for k, v in config.items() if k not in ("classes", "mean", "std")}
-    assert TrainConfig.from_dict(stored).root == [str(image_folder)]
+    assert TrainConfig.from_dict(stored).data.root == [str(image_folder)]
 
 
 @pytest.mark.parametrize("case", ["twice", "inside"])
@@ -662,3 +661,44 @@ def test_warmup_ramps_step_by_step_in_a_real_run(image_folder, tmp_path):
     rates, config = lr_history(run_dir(tmp_path))
     assert rates == pytest.approx([0.01 / 3, 0.01])
     assert config["warmup_epochs"] == 1
+
+
+def test_fit_leaves_the_callers_config_warning_filters_and_log_levels_as_they_were(
+    image_folder, tmp_path
+):
+    """fit trains on a copy of the config (the run records the model's canonical name, the
+    caller keeps the name it gave) and sets back the warning filters and log levels it uses."""
+    import copy
+    import logging
+    import warnings
+
+    from binsort.config import TrainConfig
+    from binsort.train import fit
+
+    cfg = TrainConfig.from_options(
+        root=str(image_folder),
+        model="tv/resnet18",  # canonically "resnet18"
+        weights=None,
+        input_size=16,
+        epochs=1,
+        batch=4,
+        workers=0,
+        limit_batches=1,
+        out=str(tmp_path / "runs"),
+    )
+    given = copy.deepcopy(cfg)
+    # The first run also imports what training needs: libraries add filters of their own then.
+    result = fit(cfg)
+    assert cfg == given and cfg.model.model == "tv/resnet18"
+    assert json.loads((result.run_dir / "config.json").read_text())["model"] == "resnet18"
+
+    names = ("lightning", "lightning.pytorch", "lightning.fabric")
+    levels = {name: logging.getLogger(name).level for name in names}
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("always", ResourceWarning)  # the caller's own filter
+        filters = list(warnings.filters)
+        fit(cfg)
+        assert warnings.filters == filters
+    assert {name: logging.getLogger(name).level for name in names} == levels
+    assert cfg == given

@@ -119,7 +119,7 @@ class FoldsResult:
 
 
 def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> FoldsResult:
-    """K-fold cross-validation: ``cfg.folds`` runs, each fold once the validation set.
+    """K-fold cross-validation: ``cfg.data.folds`` runs, each fold once the validation set.
 
     The ``--test-split`` part is held out of every fold. Runs go to ``OUT/NAME/fold_I``, the
     figures to ``OUT/NAME/folds.json``; ``on_fold(index, result)`` is called after each run,
@@ -130,20 +130,24 @@ def fit_folds(cfg: TrainConfig, progress: bool = False, on_fold: Any = None) -> 
     from binsort.data.folder import require_every_class, scan_folders
     from binsort.data.splits import stratified_split
 
-    if cfg.root is None:
+    if cfg.data.root is None:
         raise BinsortError("--root is required: the ImageFolder to train on")
-    images = scan_folders(cfg.root, check=True, workers=max(2, cfg.workers))
+    images = scan_folders(cfg.data.root, check=True, workers=max(2, cfg.data.workers))
     require_every_class(images)
-    outer = stratified_split(images.samples, cfg.split, cfg.test_split, cfg.effective_split_seed)
+    outer = stratified_split(
+        images.samples, cfg.data.split, cfg.data.test_split, cfg.data.effective_split_seed
+    )
     held_out = set(outer.test)
     pool = [s for s in images.samples if s[0] not in held_out]
     smallest = min(sum(1 for _, label in pool if label == c) for c in range(len(images.classes)))
-    if not 2 <= cfg.folds <= smallest:
+    if not 2 <= cfg.data.folds <= smallest:
         raise BinsortError(
-            f"--folds {cfg.folds}: needs 2 to {smallest} folds (the smallest class has "
+            f"--folds {cfg.data.folds}: needs 2 to {smallest} folds (the smallest class has "
             f"{smallest} images outside the test split)"
         )
-    kfold = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.effective_split_seed)
+    kfold = StratifiedKFold(
+        n_splits=cfg.data.folds, shuffle=True, random_state=cfg.data.effective_split_seed
+    )
     labels = [label for _, label in pool]
     results = []
     for index, (train_idx, val_idx) in enumerate(kfold.split(pool, labels)):

@@ -1,21 +1,20 @@
 """``binsort train``: options generated from ``TrainConfig``, one library call, a summary table.
 
-The command's parameters are built from the dataclass fields (name, type, default, help and
-choices), so an option is defined once, in ``binsort.config``.
+The command's parameters are built from ``binsort.config.OPTIONS`` (name, type, default, help,
+choices and panel, from the fields of TrainConfig's groups), so an option is defined once, in
+``binsort.config``. An option left out reaches the library as None where a preset decides it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import typing
 from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
 from binsort.cli._common import Command, console, err_console, print_warnings, user_errors
-from binsort.config import TrainConfig
+from binsort.config import OPTIONS, TrainConfig
 
 
 def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> None:
@@ -32,8 +31,8 @@ def _run(ctx: typer.Context, resume: str | None, options: dict[str, Any]) -> Non
             }
             cfg, _ = resume_config(find_resume_checkpoint(resume), _to_config(given))
         else:
-            cfg = TrainConfig(**_to_config(options))
-        if cfg.folds and not resume:
+            cfg = TrainConfig.from_options(**_to_config(options))
+        if cfg.data.folds and not resume:
             folds = fit_folds(cfg, progress=True, on_fold=_fold_line)
             if folds.folds[0].global_rank == 0:  # under DDP the first process reports
                 console.print(folds_table(folds))
@@ -163,29 +162,27 @@ def summary_table(result) -> Table:
 
 def build_command():
     """A function whose signature Typer reads: one keyword option per config field."""
-    types = typing.get_type_hints(TrainConfig)
     params = [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
     ]
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kind = types[f.name]
-        if f.metadata.get("choices"):
-            kind = Literal[f.metadata["choices"]]  # type: ignore[valid-type]
-        elif f.name == "milestones":
+    for option in OPTIONS.values():
+        default, kind = option.default, option.type
+        if default is None:
+            kind = kind | None  # None: not given, so the preset (or another option) decides
+        if option.choices:
+            kind = Literal[option.choices]  # type: ignore[valid-type]
+        elif option.name == "milestones":
             # "150,190"; GarbageML's "--milestones 150 190" is joined in binsort.cli.main.
             kind, default = str, ",".join(str(m) for m in default)
         # A repeatable option (--root A --root B) shows one item, not Typer's "<list[str]>".
-        metavar = "DIR" if f.name == "root" else None
-        option = typer.Option(
-            help=f.metadata["help"], rich_help_panel=f.metadata["panel"], metavar=metavar
-        )
+        metavar = "DIR" if option.name == "root" else None
+        typer_option = typer.Option(help=option.help, rich_help_panel=option.panel, metavar=metavar)
         params.append(
             inspect.Parameter(
-                f.name,
+                option.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=default,
-                annotation=Annotated[kind, option],
+                annotation=Annotated[kind, typer_option],
             )
         )
     resume_option = typer.Option(

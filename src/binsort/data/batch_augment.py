@@ -66,15 +66,15 @@ class BatchAugment:
     def from_config(cls, cfg) -> BatchAugment:
         """The augmentation that ``train_transform(cfg)`` does per image, for batches."""
         return cls(
-            size=cfg.input_size,
-            scale=(cfg.aug_scale, 1.0),
-            hflip=cfg.hflip,
-            vflip=cfg.vflip,
-            rotation=cfg.rotation,
-            shear=cfg.shear,
-            perspective=cfg.perspective,
-            jitter=cfg.jitter,
-            grayscale=cfg.grayscale,
+            size=cfg.data.input_size,
+            scale=(cfg.aug.aug_scale, 1.0),
+            hflip=cfg.aug.hflip,
+            vflip=cfg.aug.vflip,
+            rotation=cfg.aug.rotation,
+            shear=cfg.aug.shear,
+            perspective=cfg.aug.perspective,
+            jitter=cfg.aug.jitter,
+            grayscale=cfg.aug.grayscale,
         )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

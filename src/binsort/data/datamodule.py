@@ -37,8 +37,8 @@ class BinDataModule(L.LightningDataModule):
         self.cfg = cfg
 
     def setup(self, stage: str) -> None:
-        size, val_size = self.cfg.input_size, self.cfg.val_size
-        if self.cfg.cache:
+        size, val_size = self.cfg.data.input_size, self.cfg.data.val_size
+        if self.cfg.data.cache:
             trainer = self.trainer
             self.train_set, self.val_set = cached_sets(
                 self.roots,
@@ -46,7 +46,7 @@ class BinDataModule(L.LightningDataModule):
                 self.val_samples,
                 size,
                 val_size=val_size,
-                threads=max(2, self.cfg.workers),
+                threads=max(2, self.cfg.data.workers),
                 device=trainer.strategy.root_device if trainer else "cpu",
                 # Every rank on this machine decodes its own copy.
                 copies=trainer.num_devices if trainer else 1,
@@ -71,17 +71,17 @@ class BinDataModule(L.LightningDataModule):
             # inter-process copies. Pinning is for host tensors bound for the GPU.
             return DataLoader(
                 dataset,
-                batch_size=self.cfg.batch,
+                batch_size=self.cfg.optim.batch,
                 sampler=sampler,
                 num_workers=0,
                 collate_fn=keep_batch,
                 drop_last=drop_last,
                 pin_memory=on_cuda and dataset.device.type == "cpu",
             )
-        workers = self.cfg.workers
+        workers = self.cfg.data.workers
         return DataLoader(
             dataset,
-            batch_size=self.cfg.batch,
+            batch_size=self.cfg.optim.batch,
             sampler=sampler,
             num_workers=workers,
             drop_last=drop_last,
@@ -91,13 +91,13 @@ class BinDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._world()
-        if self.cfg.imbalance:
+        if self.cfg.data.imbalance:
             labels = [label for _, label in self.train_samples]
-            sampler = ClassBalancedSampler(labels, self.cfg.seed, world, rank)
+            sampler = ClassBalancedSampler(labels, self.cfg.data.seed, world, rank)
         else:
-            sampler = ShuffleSampler(len(self.train_samples), self.cfg.seed, world, rank)
+            sampler = ShuffleSampler(len(self.train_samples), self.cfg.data.seed, world, rank)
         # A last batch of one breaks BatchNorm; dropping it loses < one batch per epoch.
-        drop_last = len(sampler) > self.cfg.batch
+        drop_last = len(sampler) > self.cfg.optim.batch
         return self._loader(self.train_set, sampler, drop_last)
 
     def val_dataloader(self) -> DataLoader:

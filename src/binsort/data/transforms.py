@@ -19,23 +19,24 @@ PERSPECTIVE_P = 0.5  # the share of images RandomPerspective distorts (torchvisi
 
 def train_transform(cfg: TrainConfig) -> v2.Compose:
     """GarbageML's augmentations, each strength a config option (0 turns a step off)."""
+    aug = cfg.aug
     steps: list[torch.nn.Module] = [
         v2.RandomResizedCrop(
-            cfg.input_size, scale=(cfg.aug_scale, 1.0), ratio=CROP_RATIO, antialias=True
+            cfg.data.input_size, scale=(aug.aug_scale, 1.0), ratio=CROP_RATIO, antialias=True
         ),
     ]
-    if cfg.hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(cfg.hflip))
-    if cfg.vflip > 0:
-        steps.append(v2.RandomVerticalFlip(cfg.vflip))
-    if cfg.rotation > 0 or cfg.shear > 0:
-        steps.append(v2.RandomAffine(degrees=cfg.rotation, shear=cfg.shear))
-    if cfg.perspective > 0:
-        steps.append(v2.RandomPerspective(distortion_scale=cfg.perspective, p=PERSPECTIVE_P))
-    if cfg.jitter > 0:
-        steps.append(v2.ColorJitter(cfg.jitter, cfg.jitter, cfg.jitter))
-    if cfg.grayscale > 0:
-        steps.append(v2.RandomGrayscale(cfg.grayscale))
+    if aug.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(aug.hflip))
+    if aug.vflip > 0:
+        steps.append(v2.RandomVerticalFlip(aug.vflip))
+    if aug.rotation > 0 or aug.shear > 0:
+        steps.append(v2.RandomAffine(degrees=aug.rotation, shear=aug.shear))
+    if aug.perspective > 0:
+        steps.append(v2.RandomPerspective(distortion_scale=aug.perspective, p=PERSPECTIVE_P))
+    if aug.jitter > 0:
+        steps.append(v2.ColorJitter(aug.jitter, aug.jitter, aug.jitter))
+    if aug.grayscale > 0:
+        steps.append(v2.RandomGrayscale(aug.grayscale))
     return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 

@@ -49,24 +49,24 @@ class Classifier(L.LightningModule):
         self.cfg = TrainConfig.from_dict(config)
         num_classes = len(classes)
         self.model = build_model(
-            self.cfg.model, num_classes, mean, std, self.cfg.input_size, transform_input
+            self.cfg.model.model, num_classes, mean, std, self.cfg.data.input_size, transform_input
         )
         self.head = head_prefixes(self.model.net, num_classes)
         # --freeze-stages: a plain list, so the modules are not registered twice.
         self.fixed = frozen_stages(
-            self.model.net, self.cfg.model, self.cfg.freeze_stages, self.head
+            self.model.net, self.cfg.model.model, self.cfg.model.freeze_stages, self.head
         )
         for module in self.fixed:
             module.requires_grad_(False).eval()  # eval: batch-norm statistics stay too
         weight = None
-        if self.cfg.class_weights and class_counts:
+        if self.cfg.data.class_weights and class_counts:
             counts = torch.tensor(class_counts, dtype=torch.float32).clamp(min=1)
             weight = counts.sum() / (len(counts) * counts)
         self.criterion = nn.CrossEntropyLoss(
-            weight=weight, label_smoothing=self.cfg.label_smoothing
+            weight=weight, label_smoothing=self.cfg.optim.label_smoothing
         )
-        self.mixer = batch_mixer(num_classes, self.cfg.cutmix, self.cfg.mixup)
-        self.augment = BatchAugment.from_config(self.cfg) if self.cfg.cache else None
+        self.mixer = batch_mixer(num_classes, self.cfg.aug.cutmix, self.cfg.aug.mixup)
+        self.augment = BatchAugment.from_config(self.cfg) if self.cfg.data.cache else None
         self._augment_rng = torch.Generator()
         # --teacher: set by binsort.train.fit; a plain attribute, not a submodule, so the
         # teacher's weights never enter this model's checkpoint or optimiser.
@@ -77,7 +77,7 @@ class Classifier(L.LightningModule):
         self.probe_result: ProbeResult | None = None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        if self.cfg.channels_last:
+        if self.cfg.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> Classifier:
@@ -89,7 +89,7 @@ class Classifier(L.LightningModule):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cfg.channels_last:
+        if self.cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
@@ -118,7 +118,7 @@ class Classifier(L.LightningModule):
         if self.teacher is not None:
             # The teacher answers the very batch the student sees, mixed and augmented.
             distill = distillation_loss(
-                logits, self.teacher.probabilities(x), self.cfg.distill_temperature
+                logits, self.teacher.probabilities(x), self.cfg.model.distill_temperature
             )
             self.log(
                 "train_distill_loss",
@@ -128,7 +128,9 @@ class Classifier(L.LightningModule):
                 sync_dist=True,
                 batch_size=len(y),
             )
-            loss = (1 - self.cfg.distill_weight) * loss + self.cfg.distill_weight * distill
+            loss = (
+                1 - self.cfg.model.distill_weight
+            ) * loss + self.cfg.model.distill_weight * distill
         # Under CutMix/MixUp an image is two images: it counts as right when the answer is the
         # label with the larger share (the unmixed label would count the other half wrong).
         hard = target.argmax(1) if target.ndim == 2 else target
@@ -161,7 +163,7 @@ class Classifier(L.LightningModule):
             self.log(name, value, on_epoch=True, reduce_fx="sum", sync_dist=True, batch_size=len(y))
 
     def _frozen(self) -> bool:
-        return self.current_epoch < self.cfg.freeze_epochs
+        return self.current_epoch < self.cfg.model.freeze_epochs
 
     def _backbone(self) -> list[nn.Parameter]:
         """What --freeze-epochs freezes for a while: all but the head (and --freeze-stages'
@@ -192,7 +194,7 @@ class Classifier(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
-            self.teacher.to(self.device, channels_last=self.cfg.channels_last)
+            self.teacher.to(self.device, channels_last=self.cfg.model.channels_last)
         if self.probe_batches is not None:
             # Here, not before fit: on the training device, and under DDP on every rank alike.
             self.probe_result = self._fit_probe(self.probe_batches)
@@ -223,7 +225,9 @@ class Classifier(L.LightningModule):
         if self.augment is not None:
             # --cache: seeded per epoch and rank, so a run (and a resumed run from an epoch
             # start) is reproducible and DDP ranks draw different augmentations.
-            self._augment_rng.manual_seed(mix(self.cfg.seed, self.current_epoch, self.global_rank))
+            self._augment_rng.manual_seed(
+                mix(self.cfg.data.seed, self.current_epoch, self.global_rank)
+            )
 
     def configure_optimizers(self) -> dict[str, Any] | tuple[list, list]:
         groups = param_groups(self.model.net, self.cfg, self.head)

@@ -35,8 +35,8 @@ def param_groups(net: nn.Module, cfg: TrainConfig, head: list[str]) -> list[dict
 
 def group_options(name: str, cfg: TrainConfig) -> dict[str, float]:
     """A parameter group's learning rate and weight decay, from its name and the config."""
-    lr = cfg.lr if name.startswith("head") else cfg.lr * cfg.backbone_lr_scale
-    return {"lr": lr, "weight_decay": 0.0 if name.endswith("_no_decay") else cfg.weight_decay}
+    lr = cfg.optim.lr if name.startswith("head") else cfg.optim.lr * cfg.model.backbone_lr_scale
+    return {"lr": lr, "weight_decay": 0.0 if name.endswith("_no_decay") else cfg.optim.weight_decay}
 
 
 def apply_options(
@@ -74,17 +74,19 @@ def apply_options(
                 group["lr"] = base * schedule(scheduler.last_epoch)
             scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
         elif isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.factor = cfg.lr_gamma
-            scheduler.patience = cfg.plateau_patience
+            scheduler.factor = cfg.optim.lr_gamma
+            scheduler.patience = cfg.optim.plateau_patience
 
 
 def build_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.opt == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    if cfg.opt == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optim.opt == "sgd":
+        return torch.optim.SGD(
+            groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov
+        )
+    if cfg.optim.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
     # Adam's weight decay is L2 in the gradient; the groups still spare norms and biases.
-    return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.Adam(groups, lr=cfg.optim.lr)
 
 
 def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
@@ -109,11 +111,11 @@ class EpochSchedule:
     @classmethod
     def from_config(cls, cfg: TrainConfig, steps_per_epoch: int = 1) -> EpochSchedule:
         return cls(
-            cfg.scheduler,
-            cfg.epochs,
-            cfg.warmup_epochs,
-            cfg.lr_gamma,
-            cfg.milestones,
+            cfg.optim.scheduler,
+            cfg.optim.epochs,
+            cfg.optim.warmup_epochs,
+            cfg.optim.lr_gamma,
+            cfg.optim.milestones,
             max(1, steps_per_epoch),
         )
 
@@ -141,8 +143,8 @@ def build_schedulers(
     """Lightning scheduler configs: the warm-up and main schedule step per optimiser step,
     the plateau scheduler per epoch (it watches an epoch's metric)."""
     configs = []
-    kind = cfg.scheduler
-    warm = warmup_steps(cfg.warmup_epochs, steps_per_epoch)
+    kind = cfg.optim.scheduler
+    warm = warmup_steps(cfg.optim.warmup_epochs, steps_per_epoch)
     if kind == "plateau":
         if warm:
             # LinearLR's chainable form leaves the rate alone after warmup, so it composes with
@@ -158,15 +160,15 @@ def build_schedulers(
     if kind == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
-            mode=monitor_mode(cfg.plateau_monitor),
-            factor=cfg.lr_gamma,
-            patience=cfg.plateau_patience,
+            mode=monitor_mode(cfg.optim.plateau_monitor),
+            factor=cfg.optim.lr_gamma,
+            patience=cfg.optim.plateau_patience,
         )
         configs.append(
             {
                 "scheduler": plateau,
                 "interval": "epoch",
-                "monitor": cfg.plateau_monitor,
+                "monitor": cfg.optim.plateau_monitor,
                 "name": "plateau",
             }
         )

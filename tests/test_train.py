@@ -136,7 +136,9 @@ def test_optimisation_options_act(image_folder, tmp_path):
     folder = run_dir(tmp_path) / "checkpoints"
     last = torch.load(folder / "last.ckpt", weights_only=True)
     lrs, _ = lr_history(run_dir(tmp_path))
-    assert lrs == pytest.approx([0.005, 0.001])  # warm-up half, then the milestone's cut
+    # Epoch 0 starts on the first of its 3 warm-up steps (a quarter of the rate); epoch 1 at
+    # the milestone's cut.
+    assert lrs == pytest.approx([0.0025, 0.001])
     groups = {g["name"]: g for g in last["optimizer_states"][0]["param_groups"]}
     assert groups["backbone"]["lr"] == pytest.approx(0.5 * groups["head"]["lr"])
     assert groups["head"]["momentum"] == 0.8 and groups["head"]["nesterov"] is True

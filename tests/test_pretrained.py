@@ -135,7 +135,11 @@ def test_fine_tune_from_imagenet_end_to_end_offline(image_folder, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "timm/tf_efficientnet_lite0" and config["weights"] == "imagenet"
     assert config["mean"] == [0.5] * 3 and config["std"] == [0.5] * 3
-    assert (config["opt"], config["scheduler"], config["lr"]) == ("adamw", "cosine", 2e-3)
+    from binsort.config import FINETUNE
+
+    # The fine-tuning preset fills what was not given; the --batch given wins over its 32.
+    assert all(config[k] == v for k, v in FINETUNE.items() if k not in ("epochs", "batch"))
+    assert config["batch"] == 8
     checkpoint = run / "checkpoints" / "last.ckpt"
     loaded = load_checkpoint(checkpoint)  # rebuilt from the checkpoint alone
     assert loaded.arch == "timm/tf_efficientnet_lite0"

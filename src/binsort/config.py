@@ -122,19 +122,26 @@ SCRATCH: dict[str, Any] = {
     "shear": 10.0,
     "perspective": 0.1,
 }
+# FINETUNE was chosen on photos held out of TrashNet by a hash of their names (never its
+# test split): 3 epochs of Lite0 at 224 px scored 91.0 and 91.3 % on them (seeds 42, 7)
+# against 88.9 and 86.7 % for the earlier preset (head 2e-3, backbone x0.25, a warm-up
+# epoch, batch 16, crops from 25 %, rotation, colour jitter), benchmarks/short_finetune.py.
 FINETUNE: dict[str, Any] = {
     "epochs": 8,
     "opt": "adamw",
-    "lr": 2e-3,
-    "backbone_lr_scale": 0.25,
+    "lr": 1e-2,
+    "backbone_lr_scale": 0.1,
     "weight_decay": 0.02,
     "scheduler": "cosine",
-    "warmup_epochs": 1,
+    "warmup_epochs": 0.5,
     "label_smoothing": 0.1,
-    "aug_scale": 0.25,
-    "rotation": 10.0,
+    "batch": 32,
+    "aug_scale": 0.35,
+    "rotation": 0.0,
     "shear": 0.0,
     "perspective": 0.0,
+    "jitter": 0.0,
+    "grayscale": 0.0,
 }
 
 

@@ -704,3 +704,26 @@ def test_fit_leaves_the_callers_config_warning_filters_and_log_levels_as_they_we
         assert warnings.filters == filters
     assert {name: logging.getLogger(name).level for name in names} == levels
     assert cfg == given
+
+
+def test_docs_show_the_presets_values():
+    """docs/train.md's options table gives each preset option's values as the two presets
+    resolve them ("FT, S with `--weights none`"): a changed preset fails here until the
+    page says so."""
+    import re
+    from pathlib import Path
+
+    from binsort.config import FINETUNE, SCRATCH, TrainConfig, dash
+
+    text = (Path(__file__).parents[1] / "docs" / "train.md").read_text()
+    tuned = TrainConfig.from_options(weights="imagenet").to_dict()
+    scratch = TrainConfig.from_options(weights=None).to_dict()
+
+    def same(cell: str, value) -> bool:
+        return cell == value if isinstance(value, str) else float(cell) == float(value)
+
+    for name in set(FINETUNE) | set(SCRATCH):
+        pattern = rf"^\| `--{dash(name)}` \| (\S+), (\S+) with `--weights none` \|"
+        row = re.search(pattern, text, re.MULTILINE)
+        assert row, f"docs/train.md's options table has no preset row for --{dash(name)}"
+        assert same(row[1], tuned[name]) and same(row[2], scratch[name]), name

@@ -156,3 +156,43 @@ def test_a_teacher_of_other_classes_is_refused(trained_runs, tmp_path):
     assert result.exit_code == 1
     assert "its classes (glass, metal, paper)" in result.output
     assert not (tmp_path / "runs").exists() or not list(Path(tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_an_exported_file_teaches_at_its_own_input_size(trained_runs, tmp_path):
+    """An ONNX teacher (the bundled model is one) answers the student's crop resized to the
+    file's fixed input size, with the file's own probabilities."""
+    import torch.nn.functional as F
+
+    from binsort.onnx_model import OnnxModel, input_name
+
+    teacher_run = trained_runs[0]
+    path = tmp_path / "teacher.onnx"
+    exported = runner.invoke(app, ["export", str(teacher_run.last_checkpoint), "-o", str(path)])
+    assert exported.exit_code == 0, exported.output
+    teacher = load_teacher(path, ["glass", "metal", "paper"])
+    images = torch.rand(4, 3, 16, 16)
+    onnx = OnnxModel(path)
+    resized = F.interpolate(images, size=(32, 32), mode="bilinear", antialias=True)
+    expected = torch.from_numpy(onnx.run({input_name(32): resized.numpy()}))
+    assert torch.allclose(teacher.probabilities(images), expected, atol=1e-5)
+
+    # A 16-px student learns from it, and the file's recorded split counts for the leak check.
+    split = recorded(teacher_run)
+    args = ["--split", "0.2", "--test-split", "0.2", "--seed", "1", "--epochs", "1"]
+    result = student(tmp_path, split["root"], *args, "--teacher", str(path), "--name", "kd")
+    assert result.exit_code == 0, result.output
+    assert "trained on" not in result.output
+    result = student(tmp_path, split["root"], "--seed", "2", "--teacher", str(path))
+    assert result.exit_code == 0, result.output
+    assert "trained on" in result.output  # another split: the teacher saw held-out photos
+
+
+def test_the_bundled_model_is_the_teacher_named_default(image_folder, tmp_path):
+    from binsort.predict import default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("this build has no bundled model")
+    # Its classes are TrashNet's six, not this folder's three: refused in one line.
+    result = student(tmp_path, image_folder, "--teacher", "default", "--epochs", "1")
+    assert result.exit_code == 1
+    assert "--teacher" in result.output and "its classes" in result.output

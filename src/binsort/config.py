@@ -260,8 +260,9 @@ class ModelConfig:
     channels_last: bool = _opt(False, "Use channels-last memory format (faster on many CPUs/GPUs).")
     teacher: str | None = _opt(
         None,
-        "Distil from this checkpoint or ensemble file: the loss adds the KL divergence from "
-        "its answer on each augmented batch (docs/train.md, Distillation).",
+        "Distil from this checkpoint, ensemble file or ONNX file ('default': the bundled "
+        "model): the loss adds the KL divergence from its answer on each augmented batch "
+        "(docs/train.md, Distillation).",
     )
     distill_weight: float = _opt(
         0.5, "Share of the --teacher term in the loss (1: learn from the teacher only)."

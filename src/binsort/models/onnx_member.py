@@ -34,8 +34,9 @@ class OnnxModule(nn.Module):
     def forward(self, images: torch.Tensor | dict[int, torch.Tensor]) -> torch.Tensor:
         if not isinstance(images, dict):
             images = {self.onnx.input_size: images}
-        feeds = {input_name(s): t.float().contiguous().numpy() for s, t in images.items()}
-        return torch.from_numpy(self.onnx.run(feeds)).clamp_min(1e-12).log()
+        device = next(iter(images.values())).device
+        feeds = {input_name(s): t.float().cpu().contiguous().numpy() for s, t in images.items()}
+        return torch.from_numpy(self.onnx.run(feeds)).clamp_min(1e-12).log().to(device)
 
 
 def load_onnx_member(path: str | Path) -> LoadedModel:

@@ -1,5 +1,6 @@
-"""A teacher for ``binsort train --teacher``: a frozen checkpoint or ensemble file whose answers
-a student learns from (knowledge distillation, Hinton et al. 2015).
+"""A teacher for ``binsort train --teacher``: a frozen checkpoint, ensemble file or exported ONNX
+file (``default``: the bundled model) whose answers a student learns from (knowledge
+distillation, Hinton et al. 2015).
 
 The teacher answers the same augmented batch the student sees ("consistent teaching", Beyer et
 al. 2022), so it has to run during training; it is not a submodule of the student, so its
@@ -18,6 +19,8 @@ from binsort.errors import BinsortError
 from binsort.leakage import held_out_overlap
 from binsort.metrics import tempered_softmax, weighted_mean
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
+from binsort.models.onnx_member import OnnxModule, load_onnx_member
+from binsort.onnx_model import is_onnx
 
 
 class Teacher:
@@ -43,21 +46,38 @@ class Teacher:
         images = images.float()
         with torch.autocast(images.device.type, enabled=False):
             probs = [
-                tempered_softmax(member.model(images).float(), member.temperature)
+                tempered_softmax(member.model(_view(member, images)).float(), member.temperature)
                 for member, _ in self.members
             ]
             return weighted_mean(probs, [weight for _, weight in self.members])
 
 
+def _view(member: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    """The batch as ``member`` takes it. An exported file's graph has a fixed input size, so
+    it sees the student's crop resized to that size: the same view, at its own resolution;
+    a checkpoint's network takes the crop as it is."""
+    if not isinstance(member.model, OnnxModule):
+        return images
+    size = member.input_size
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
 def load_teacher(path: str | Path, classes: list[str]) -> Teacher:
-    """The models in ``path`` (checkpoint or ensemble file); their classes must be ``classes``."""
+    """The models in ``path`` (checkpoint, ensemble file, ONNX file, or ``default`` for the
+    bundled model); their classes must be ``classes``."""
+    from binsort.candidates import bundled_or
+
+    path = bundled_or(path)
     if not Path(path).is_file():
         # --resume reads the path as it was typed, so a relative one depends on the folder.
         raise BinsortError(
             f"--teacher {path}: no such checkpoint or ensemble file (a relative path is read "
             "from the folder the command runs in, also by --resume)"
         )
-    members = load_members(path)
+    # An exported file answers calibrated probabilities already (temperature 1 keeps them).
+    members = [load_onnx_member(path)] if is_onnx(path) else load_members(path)
     theirs = members[0].classes
     if list(theirs) != list(classes):
         raise BinsortError(

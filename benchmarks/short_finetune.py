@@ -94,7 +94,8 @@ def main() -> None:
 
     pool, held, n_pool, n_held = cut(args.root, args.work, args.salt, args.percent)
     print(f"{n_pool} photos to train and validate on, {n_held} held out")
-    print(f"{'recipe':<12} {'seed':>4} {'val acc':>8} {'held-out':>9} {'95 % interval':>14}  vs first")
+    header = f"{'recipe':<12} {'seed':>4} {'val acc':>8} {'held-out':>9} {'95 % interval':>14}"
+    print(f"{header}  vs first")
     for seed in args.seeds:
         checkpoints = []
         for name, options in recipes:

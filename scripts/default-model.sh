@@ -13,8 +13,10 @@
 # and the second run is the member.
 #
 # usage: scripts/default-model.sh [train|pack|all]   (default: all)
-# needs: TrashNet in data/trashnet (github.com/garythung/trashnet), then
-#        binsort resize data/trashnet data/trashnet288 --size 288
+# needs: TrashNet in data/trashnet (github.com/garythung/trashnet); the 288-px copy the
+#        members train on (data/trashnet288) is made first if it is missing; the last step,
+#        the not-recognised score, needs scikit-image (pip install scikit-image) for its
+#        photos of other things.
 # Runs go to runs/NAME/version_0 and runs/NAMEb/version_0 (start from an empty runs/); the
 # packed files and scores to build/default/.
 set -euo pipefail
@@ -42,6 +44,7 @@ members=(
 )
 
 if [ "$step" = train ] || [ "$step" = all ]; then
+  [ -d data/trashnet288 ] || "$binsort" resize data/trashnet data/trashnet288 --size 288
   for spec in "${members[@]}"; do
     read -r name model size seed options <<<"$spec"
     first=${options%%;*}
@@ -109,4 +112,8 @@ PY
   "$binsort" export build/default/default.ensemble -o build/default/float32.onnx --force
   "$python" benchmarks/export_accuracy.py build/default/float32.onnx \
     build/default/default-model.onnx "${where[@]}"
+  # The not-recognised score: class means of the training photos' features, the threshold
+  # that flags at most 2 % of the validation photos (benchmarks/not_waste.py, docs/default-model.md).
+  "$python" benchmarks/not_waste.py --root data/trashnet --model build/default/default-model.onnx \
+    --write build/default/default-model-ood.onnx
 fi

@@ -6,11 +6,15 @@ until ``--seconds`` pass) and prints requests/s, p50 and p95 latency. The ratio 
 requests/s at 4 and 16 clients to the one at 1 says how much the server gains from
 concurrency on this machine (its inference threads are bounded).
 
+``--model`` (repeatable) starts one server per model file, one after the other, and prints
+each one's ratio to the first: the old and the new default model compared in one run.
 ``--baseline SRC`` also runs, first and in the same way, the binsort whose source tree is SRC
 (for example an older checkout's ``src``), and prints each figure's ratio to it: what a change
 to the server costs in throughput, measured in one run.
 
     python benchmarks/serve_load.py examples/held-out/glass12.jpg --requests 40
+    python benchmarks/serve_load.py examples/held-out/glass12.jpg \
+        --model src/binsort/assets/default-model.onnx --model new.onnx
     git worktree add /tmp/before HEAD~1
     python benchmarks/serve_load.py examples/held-out/glass12.jpg --baseline /tmp/before/src
 """
@@ -28,6 +32,8 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from options import add_model_option
 
 
 def free_port() -> int:
@@ -69,39 +75,44 @@ def timed(base: str, body: bytes, boundary: str, count: int, deadline: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", type=Path)
-    parser.add_argument("--model", default=None)
+    add_model_option(parser, "a model file for the server (repeatable: one server each)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=40, help="per client count, at most")
     parser.add_argument("--seconds", type=float, default=60, help="per client count, at most")
     parser.add_argument("--baseline", default=None, help="another binsort's source tree")
     args = parser.parse_args()
 
-    runs = [("this", None)] if args.baseline is None else [("baseline", args.baseline)]
-    runs += [("this", None)] if args.baseline is not None else []
-    results = {}
-    print(f"{'server':>8} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7}")
-    for label, source in runs:
-        for clients, row in measure(args, source):
-            results[label, clients] = row
-            print(f"{label:>8} {clients:>7} {row[0]:>8} {row[1]:7.2f} {row[2]:7.0f} {row[3]:7.0f}")
+    models = args.models or [None]
     if args.baseline is not None:
+        runs = [("baseline", args.baseline, models[0]), ("this", None, models[0])]
+    else:
+        runs = [(Path(m).stem if m else "default", None, m) for m in models]
+    results = {}
+    print(f"{'server':>14} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    for label, source, model in runs:
+        for clients, row in measure(args, source, model):
+            results[label, clients] = row
+            print(f"{label:>14} {clients:>7} {row[0]:>8} {row[1]:7.2f} {row[2]:7.0f} {row[3]:7.0f}")
+    first = runs[0][0]
+    for label, _, _ in runs[1:]:
         print(
-            "this / baseline: "
+            f"{label} / {first}: "
             + ", ".join(
-                f"{c} clients {results['this', c][1] / results['baseline', c][1]:.2f}x req/s, "
-                f"p95 {results['this', c][3] / results['baseline', c][3]:.2f}x"
+                f"{c} clients {results[label, c][1] / results[first, c][1]:.2f}x req/s, "
+                f"p95 {results[label, c][3] / results[first, c][3]:.2f}x"
                 for c in args.clients
             )
         )
 
 
-def measure(args, source: str | None):
+def measure(args, source: str | None, model: str | None):
     """(clients, (requests, req/s, p50 ms, p95 ms)) for each client count, against a server
-    started from binsort's source tree ``source`` (None: the installed binsort)."""
+    of ``model`` (None: the bundled one) started from binsort's source tree ``source`` (None:
+    the installed binsort)."""
     port = free_port()
     command = [sys.executable, "-m", "binsort", "serve", "--port", str(port)]
-    if args.model:
-        command += ["--model", args.model]
+    if model:
+        command += ["--model", model]
     env = dict(os.environ, PYTHONPATH=source) if source else None
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}/"

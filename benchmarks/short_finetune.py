@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -51,13 +50,6 @@ def cut(root: Path, work: Path, salt: str, percent: int) -> tuple[Path, Path, in
             if not link.exists():
                 os.symlink(photo.resolve(), link)
     return pool, held, counts[0], counts[1]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def run(args: list[str]) -> None:
@@ -109,11 +101,21 @@ def main() -> None:
                 )
             checkpoints.append(folder / "version_0" / "checkpoints" / "best.ckpt")
         scores = args.work / f"scores-s{seed}"
-        run(["evaluate", *map(str, checkpoints), "--root", str(held), "--out", str(scores)])
+        run(
+            [
+                "evaluate",
+                *map(str, checkpoints),
+                "--root",
+                str(held),
+                "--out",
+                str(scores),
+                "--force",
+            ]
+        )
         models = json.loads((scores / "metrics.json").read_text())["models"]
         for (name, _), ckpt, model in zip(recipes, checkpoints, models, strict=True):
             right = round(model["accuracy"] * n_held)
-            low, high = wilson(right, n_held)
+            low, high = model["accuracy_interval"]  # evaluate's Wilson interval
             versus = model.get("against_first") or {}
             line = f"{name:<12} {seed:>4} {val_accuracy(ckpt.parents[1]):>8.2%} "
             line += f"{right / n_held:>9.2%} {low:>7.1%}-{high:.1%}"

@@ -1,11 +1,12 @@
 """Throughput of ``binsort predict`` on a folder: ONNX against PyTorch, decoding threads.
 
 Classifies every photo under ``folder`` with ``binsort.predict.predict_photos`` (start-up
-excluded: see cold_start.py for that), once per model and worker count, and prints photos/s
-and each setting's ratio to the first one measured.
+excluded: see cold_start.py for that), once per model, worker count and onnxruntime thread
+count, and prints photos/s and each setting's ratio to the first one measured.
 
     python benchmarks/predict_speed.py data/trashnet160 \
         --model runs/x/version_0/checkpoints/best.ckpt --model other.onnx
+    python benchmarks/predict_speed.py data/trashnet --model new.onnx --threads 1 2
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from options import add_model_option
 
 from binsort.bins import load_bin_map
-from binsort.onnx_model import ONNX_TTA_MODES, is_onnx
+from binsort.onnx_model import ONNX_TTA_MODES, OnnxModel, is_onnx
 from binsort.predict import find_photos, load_model, predict_photos
 
 
@@ -46,13 +47,24 @@ def main() -> None:
         choices=ONNX_TTA_MODES,  # the default model, an ONNX file, is always timed
         help="test-time augmentation modes to time (default: each model's own)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="onnxruntime's threads for ONNX files (0: one per core); PyTorch keeps its own",
+    )
     args = parser.parse_args()
 
     photos = list(find_photos([args.folder]))[: args.limit]
-    models = {"default model (ONNX)": load_model(None)}
-    for path in args.models:
-        runtime = "ONNX" if is_onnx(path) else "PyTorch"
-        models[f"{Path(path).name} ({runtime})"] = load_model(path)
+    models = {}
+    for path in [load_model(None).path, *args.models]:
+        if not is_onnx(path):
+            models[f"{Path(path).name} (PyTorch)"] = load_model(path)
+            continue
+        for threads in args.threads:
+            label = f"{Path(path).name} (ONNX{f', {threads} threads' if threads else ''})"
+            models[label] = OnnxModel(path, threads=threads)
     # One untimed pass: fills the OS file cache and warms both runtimes.
     for model in models.values():
         photos_per_second(model, photos[: args.batch * 2], workers=0, batch=args.batch)

@@ -12,6 +12,9 @@ non-waste photos; then every non-waste photo's score under the shipped score.
 
     python benchmarks/not_waste.py --root /work/shared/data/trashnet
     python benchmarks/not_waste.py --root ... --write build/with-ood.onnx   # also writes the file
+
+``--write`` writes what ``binsort export --not-waste`` writes (``binsort.ood_fit``), from the
+cached features, with the test photos flagged added to its metadata.
 """
 
 from __future__ import annotations
@@ -25,16 +28,11 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from binsort.config import NOT_WASTE_RATE
 from binsort.data.images import open_rgb, resize_shorter
-from binsort.onnx_model import OnnxModel, input_name, to_batch
-from binsort.ood import (
-    OOD_OUTPUT,
-    add_ood_score,
-    class_means,
-    cosine_score,
-    threshold_for,
-    with_member_outputs,
-)
+from binsort.onnx_model import OnnxModel
+from binsort.ood import OOD_OUTPUT, class_means, cosine_score, threshold_for
+from binsort.ood_fit import Features, fit_from_features, write_ood
 from binsort.predict import default_model_path
 from binsort.screening import screen
 
@@ -81,47 +79,10 @@ def corner_crops(im: Image.Image, share: float = 0.6) -> list[Image.Image]:
     return [im.crop((x, y, x + cw, y + ch)) for x in (0, w - cw) for y in (0, h - ch)]
 
 
-class Features:
-    """Each member's features and logits, and the ensemble's probabilities, for images."""
-
-    def __init__(self, path: Path) -> None:
-        import onnx
-        import onnxruntime as ort
-
-        proto = onnx.load(str(path))
-        self.members = len([n for n in proto.graph.node if n.op_type == "Softmax"])
-        model = OnnxModel(path)
-        self.size = model.input_size
-        self.name = input_name(self.size)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.disable_quant_qdq", "1")  # as OnnxModel
-        self.session = ort.InferenceSession(
-            with_member_outputs(proto).SerializeToString(), options, ["CPUExecutionProvider"]
-        )
-        self.outputs = ["probabilities"] + [
-            f"{kind}_{i}" for kind in ("features", "logits") for i in range(self.members)
-        ]
-
-    def __call__(self, images: list[Image.Image], batch: int = 16) -> dict[str, np.ndarray]:
-        parts: dict[str, list] = {k: [] for k in self.outputs}
-        for start in range(0, len(images), batch):
-            chunk = [resize_shorter(im, self.size) for im in images[start : start + batch]]
-            answers = self.session.run(self.outputs, {self.name: to_batch(chunk, self.size)})
-            for key, value in zip(self.outputs, answers, strict=True):
-                parts[key].append(value)
-        return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 def trashnet_part(features: Features, root: Path, paths: list[str], cache: Path):
     if cache.is_file():
         return dict(np.load(cache))
-    out: dict[str, list] = {}
-    for start in range(0, len(paths), 64):  # decode 64 at a time: memory stays small
-        ims = [open_rgb(root / p, min_side=features.size) for p in paths[start : start + 64]]
-        for key, value in features(ims).items():
-            out.setdefault(key, []).append(value)
-    data = {k: np.concatenate(v) for k, v in out.items()}
+    data = features.of_files(root, paths)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
     return data
@@ -132,7 +93,8 @@ def member_list(data: dict, kind: str, members: int) -> list[np.ndarray]:
 
 
 def scores(train, labels, classes, members) -> dict[str, callable]:
-    """Each score as a function of a part's cached outputs (higher: less like waste)."""
+    """Each score as a function of a part's cached outputs (higher: less like waste); the
+    first is the one binsort.ood ships."""
     f_train = member_list(train, "features", members)
     means = class_means(f_train, labels, classes)
     centres = [f.mean(0) for f in f_train]
@@ -173,14 +135,16 @@ def scores(train, labels, classes, members) -> dict[str, callable]:
         "Mahalanobis, shared covariance": mahalanobis,
         "energy of the logits": energy,
         "1 - max probability": lambda d: 1 - d["probabilities"].max(1),
-    }, means
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--root", type=Path, required=True, help="the TrashNet folder")
-    parser.add_argument("--rate", type=float, default=0.02, help="validation photos flagged")
+    parser.add_argument(
+        "--rate", type=float, default=NOT_WASTE_RATE, help="validation photos flagged"
+    )
     parser.add_argument("--cache", type=Path, default=Path("build/not_waste"))
     parser.add_argument("--write", type=Path, help="write the model with its ood_score here")
     args = parser.parse_args()
@@ -213,7 +177,7 @@ def main() -> None:
         acc = (parts[part]["probabilities"].argmax(1) == labels[part]).mean()
         print(f"accuracy on {part}: {acc:.4f}")
 
-    table, means = scores(parts["train"], labels["train"], len(classes), features.members)
+    table = scores(parts["train"], labels["train"], len(classes), features.members)
     print(f"\nthreshold: flags at most {args.rate:.0%} of validation photos")
     print("flagged: the share of each set above it; AUROC: test photos against non-waste")
     print("photos and crops together, whatever the threshold (1: every non-waste one higher)")
@@ -249,17 +213,18 @@ def main() -> None:
     )
 
     if args.write:
-        import onnx
-
+        # What binsort export --not-waste writes, from the features cached above.
+        fit = fit_from_features(
+            member_list(parts["train"], "features", features.members),
+            labels["train"],
+            member_list(parts["val"], "features", features.members),
+            len(classes),
+            args.rate,
+        )
+        assert fit.threshold == t and fit.flagged == val_flags  # the shipped score, as printed
         test_scores = fn(parts["test"])
-        details = {
-            "rate": args.rate,
-            "validation_flagged": [val_flags, n_val],
-            "test_flagged": [test_flags, n_test],
-        }
-        proto = add_ood_score(onnx.load(str(args.model)), means, t, details)
         args.write.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(proto, str(args.write))
+        write_ood(args.model, args.write, fit, {"test_flagged": [test_flags, n_test]})
         written = OnnxModel(args.write)
         ims = [open_rgb(args.root / p, min_side=written.input_size) for p in split["test"][:16]]
         probs, graph_scores = written.answers([resize_shorter(i, written.input_size) for i in ims])

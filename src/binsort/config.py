@@ -55,6 +55,9 @@ NEAR_THRESHOLD = 40
 # serve --collect: what one collecting page may store, and how fast one client may label.
 COLLECT_MAX_GB = 2.0  # about 8,000 phone photos
 FEEDBACK_PER_MINUTE = 60  # per client address: a person labels a photo every few seconds
+# export --not-waste: the share of validation photos the "not waste" threshold may flag
+# (binsort.ood_fit); 3 of TrashNet's 183, and the bundled model's (docs/default-model.md).
+NOT_WASTE_RATE = 0.02
 
 # --weights: the default starts from the architecture's published ImageNet weights (offline
 # for the default EfficientNet-Lite0); "none" starts from random values.

@@ -26,6 +26,10 @@ weight-only), and a DequantizeLinear back to float32 before use; smaller kernels
 convolutions, the first convolution) are stored as float16. About a quarter of the file, the
 same float32 arithmetic on rounded weights. Biases and other vectors stay float32. Checked
 like ``half``, against ``INT8_TOLERANCE``.
+
+``not_waste=ROOT`` (the image folder the model was trained on) adds the model's "not waste"
+score (``binsort.ood``): its class means and threshold are fitted on the photos of the split
+the file records (``binsort.ood_fit``), on the file as it ships, before it takes its name.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from binsort.config import NOT_WASTE_RATE
 from binsort.errors import BinsortError, check_choice
 from binsort.files import refuse_to_replace, replacing
 from binsort.metrics import tempered_softmax, weighted_mean
@@ -48,6 +53,7 @@ from binsort.models.checkpoint import (
     load_members,
 )
 from binsort.onnx_model import METADATA_KEY, ONNX_TTA_MODES, OnnxModel, input_name, is_onnx
+from binsort.ood_fit import OodFit, check_rate, fit_ood, split_photos, write_ood
 
 METADATA_FORMAT = "binsort-onnx"
 OPSET = 17  # supported by every onnxruntime release of the last three years
@@ -80,6 +86,7 @@ class ExportResult:
     weights: str = "float32"  # how the file stores them: float32, float16 (half) or int8
     tta: str = "none"  # the test-time augmentation predict uses with the file by default
     warnings: list[str] = field(default_factory=list)
+    ood: OodFit | None = None  # the "not waste" score's fit, when asked for (not_waste)
 
 
 def export_onnx(
@@ -91,12 +98,18 @@ def export_onnx(
     int8: bool = False,
     seed: int = 0,
     tta: str | None = None,
+    not_waste: str | Path | None = None,
+    not_waste_rate: float = NOT_WASTE_RATE,
 ) -> ExportResult:
     """Write ``model`` (a checkpoint or an ensemble file) to ``output`` as ONNX and verify it.
 
     ``tta`` is recorded in the file as the test-time augmentation ``predict`` uses with it
     when not told otherwise (the views it was validated with). By default it is the one the
-    members' temperatures were fitted for (``ensemble --calibrate --tta``), else none."""
+    members' temperatures were fitted for (``ensemble --calibrate --tta``), else none.
+
+    ``not_waste``, the image folder the model was trained on, adds the "not waste" score
+    (``binsort.ood``), its threshold flagging at most ``not_waste_rate`` of the recorded
+    validation photos (``binsort.ood_fit``)."""
     output = Path(output)
     if not is_onnx(output):
         raise BinsortError(f"{output}: the output's name must end in .onnx")
@@ -105,6 +118,8 @@ def export_onnx(
         raise BinsortError("--half and --int8 are two ways to store the weights: choose one")
     if tta is not None:
         check_choice("--tta", tta, ONNX_TTA_MODES, " for an ONNX file")
+    if not_waste is not None:
+        check_rate(not_waste_rate)
     weights = "float16" if half else "int8" if int8 else "float32"
     if not output.parent.is_dir():
         raise BinsortError(f"{output.parent}: no such folder")
@@ -140,6 +155,9 @@ def export_onnx(
     splits = [m.split for m, _ in members]
     if splits[0] is not None and all(_same_photos(s, splits[0]) for s in splits):
         metadata["split"] = splits[0]
+    if not_waste is not None:
+        # The fit needs these photos: refused now, not after minutes of export.
+        split_photos(metadata.get("split"), metadata["classes"], Path(not_waste), Path(model).name)
     with replacing(output) as tmp:
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated in favour of one that needs the
@@ -169,6 +187,12 @@ def export_onnx(
         if int8:
             _weights_to_int8(tmp)
             difference = _check(tmp, checks, INT8_TOLERANCE)
+        ood = None
+        if not_waste is not None:
+            # On the file as it ships (its weights rounded, if asked), and before it takes
+            # output's name: a fit that fails leaves whatever output was there.
+            ood = fit_ood(tmp, Path(not_waste), not_waste_rate)
+            write_ood(tmp, tmp, ood)
     return ExportResult(
         path=output,
         classes=list(members[0][0].classes),
@@ -179,6 +203,7 @@ def export_onnx(
         weights=weights,
         tta=tta,
         warnings=cautions,
+        ood=ood,
     )
 
 

@@ -35,6 +35,25 @@ def input_name(size: int) -> str:
     return f"images_{size}"
 
 
+def session_options(threads: int = 0, optimize: bool = True):
+    """onnxruntime's options for a binsort file (``OnnxModel``, ``binsort.ood_fit``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's choice, one per core
+    options.log_severity_level = 3  # errors only: its warnings are not the user's business
+    # binsort's graphs dequantize only constant weights (export --int8). Without this,
+    # onnxruntime keeps DequantizeLinear for quantized-kernel fusion, runs it on every
+    # call and is 25 % slower; with it, the weights are dequantized once, at load.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    if not optimize:
+        # Preparing the graph is most of a cold start for a large file (seven members:
+        # about 1.1 s of optimisation, 0.5 s without), and each batch then runs slower:
+        # worth it only for a few photos (predict.FEW_PHOTOS).
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
 class OnnxModel:
     """An exported binsort model: ``classes``, ``input_size`` and ``probabilities(images)``."""
 
@@ -46,21 +65,9 @@ class OnnxModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise BinsortError(f"{self.path}: no such model file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's choice, one per core
-        options.log_severity_level = 3  # errors only: its warnings are not the user's business
-        # binsort's graphs dequantize only constant weights (export --int8). Without this,
-        # onnxruntime keeps DequantizeLinear for quantized-kernel fusion, runs it on every
-        # call and is 25 % slower; with it, the weights are dequantized once, at load.
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-        if not optimize:
-            # Preparing the graph is most of a cold start for a large file (seven members:
-            # about 1.1 s of optimisation, 0.5 s without), and each batch then runs slower:
-            # worth it only for a few photos (predict.FEW_PHOTOS).
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
+                str(self.path), session_options(threads, optimize), ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -110,6 +117,10 @@ class OnnxModel:
     def describe(self) -> str:
         return describe_members(self.path.name, self.archs, "ONNX")
 
+    def feeds(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+        """The graph's inputs for RGB PIL images: one batch per input size."""
+        return {input_name(s): to_batch(images, s) for s in self.input_sizes}
+
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (probs,) = self.session.run(["probabilities"], feeds)
         return probs
@@ -127,7 +138,7 @@ class OnnxModel:
             raise BinsortError(
                 f"--tta {tta} is not available with an ONNX model (use none or flip)"
             )
-        feeds = {input_name(s): to_batch(images, s) for s in self.input_sizes}
+        feeds = self.feeds(images)
         views = [feeds]
         if tta == "flip":
             # The same views as binsort.inference: as is, flipped left-right, upside down.

@@ -18,10 +18,11 @@ in the file, and the fewest TrashNet test photos.
 ``add_ood_score`` writes it into a copy of an exported file as the output ``ood_score``, from
 the feature tensors already in the graph and one new constant a member (its class means:
 6 x 1280 floats), and records in the file's metadata the score's name and its threshold: the
-value that flags at most a given share (2 %) of validation photos, chosen by
-``benchmarks/not_waste.py``. ``binsort.onnx_model.OnnxModel`` reads both, and
-``binsort.predict`` marks a photo above the threshold ``not_recognised``. Files without the
-output answer as before.
+value that flags at most a given share (2 %) of validation photos. ``binsort.ood_fit`` takes
+the means and the threshold from the photos of the file's recorded split (``binsort export
+--not-waste ROOT``). ``binsort.onnx_model.OnnxModel`` reads both, and ``binsort.predict``
+marks a photo above the threshold ``not_recognised``. Files without the output answer as
+before.
 """
 
 from __future__ import annotations
@@ -36,26 +37,49 @@ OOD_OUTPUT = "ood_score"  # the graph output add_ood_score adds
 OOD_KEY = "ood"  # its entry in the file's binsort metadata: score, threshold, flag rate
 SCORE_NAME = "cosine-to-nearest-class-mean"  # what the output computes, by name
 REASON = "does not look like any of the model's classes of waste"  # as predict reports it
+# Far above the graph's float32 rounding of a score (~1e-7), far below the scores' spread.
+THRESHOLD_MARGIN = 1e-4
 
 
 def member_tensors(graph) -> list[tuple[str, str]]:
-    """Each member's (pooled features, logits) tensor names, in the order of its Softmax.
+    """Each member's (pooled features, logits) tensor names, in graph order.
 
-    A binsort ensemble ends each member in ``Gemm -> Div (temperature) -> Softmax``
-    (``binsort.models.bundled``); the Gemm's input is the member's pooled feature vector."""
+    A binsort export ends each member in ``Gemm -> Div (temperature) -> Softmax``
+    (``binsort.export``, a single checkpoint too: its Div is by 1.0), and the members'
+    Softmaxes meet in their weighted mean, ``probabilities``. The Gemm's input is the member's
+    pooled feature vector."""
     producer = {out: node for node in graph.node for out in node.output}
+    # A transformer's attention has Softmaxes of its own, behind its classifier: a member's
+    # is one reached from the output without passing through another Softmax.
+    ends, seen, todo = set(), set(), ["probabilities"]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type == "Softmax":
+            ends.add(id(node))
+        else:
+            todo.extend(node.input)
     found = []
-    for softmax in (n for n in graph.node if n.op_type == "Softmax"):
-        div = producer.get(softmax.input[0])
-        gemm = producer.get(div.input[0]) if div is not None and div.op_type == "Div" else None
-        if gemm is None or gemm.op_type != "Gemm":
+    for i, softmax in enumerate(n for n in graph.node if id(n) in ends):
+        node = producer.get(softmax.input[0])
+        # The exporter writes the Div even at temperature 1, but a graph optimiser may fold
+        # a division by 1 away; the Gemm is what the score needs.
+        if node is not None and node.op_type == "Div":
+            node = producer.get(node.input[0])
+        if node is None or node.op_type != "Gemm":
+            found_op = "an input" if node is None else f"a {node.op_type}"
             raise BinsortError(
-                "not a binsort ensemble: a member's Softmax does not follow a classifier "
-                "(Gemm, then its temperature)"
+                f"member {i} does not end in a fully connected classifier (Gemm, then its "
+                f"temperature) but in {found_op}: the score needs the features such a layer "
+                "takes (a convolutional classifier, as squeezenet's, has none)"
             )
-        found.append((gemm.input[0], gemm.output[0]))
+        found.append((node.input[0], node.output[0]))
     if not found:
-        raise BinsortError("not a binsort ensemble: no member outputs (Softmax) in the graph")
+        raise BinsortError(
+            "not a binsort export: no member outputs (Softmax) behind its probabilities"
+        )
     return found
 
 
@@ -104,11 +128,15 @@ def cosine_score(features: Sequence[np.ndarray], means: Sequence[np.ndarray]) ->
 
 
 def threshold_for(scores: np.ndarray, rate: float) -> float:
-    """The score above which at most ``rate`` of ``scores`` lie: the (k+1)-th largest, with
-    k = floor(rate * n), so exactly k are flagged when no two scores tie."""
+    """The score above which at most ``rate`` of ``scores`` lie: just above the (k+1)-th
+    largest, with k = floor(rate * n), so exactly k are flagged when no two scores tie."""
     ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    k = int(np.floor(rate * len(ranked) + 1e-9))
-    return float(ranked[min(k, len(ranked) - 1)])
+    k = min(int(np.floor(rate * len(ranked) + 1e-9)), len(ranked) - 1)
+    # Not the (k+1)-th score itself: the graph computes that photo's score in float32, and
+    # a rounding up of 1e-7 flagged it too. A margin (half the gap to the k-th, if smaller)
+    # keeps it below the threshold without letting the k-th under it.
+    gap = ranked[k - 1] - ranked[k] if k > 0 else np.inf
+    return float(ranked[k] + min(THRESHOLD_MARGIN, gap / 2))
 
 
 def add_ood_score(

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from binsort.cli._common import ReplaceOutput, console, print_warnings, user_errors
+from binsort.config import NOT_WASTE_RATE
 
 
 def export(
@@ -54,6 +55,28 @@ def export(
             show_default=False,
         ),
     ] = None,
+    not_waste: Annotated[
+        Path | None,
+        typer.Option(
+            "--not-waste",
+            help="The image folder the model was trained on. Adds the ood_score output: how "
+            "unlike the model's classes a photo looks, with a threshold that flags at most "
+            "--not-waste-rate of the model's validation photos; above it, predict and serve "
+            "answer 'not recognised' instead of a bin. Needs the model's recorded split.",
+            metavar="ROOT",
+            rich_help_panel="Not waste",
+            show_default=False,
+        ),
+    ] = None,
+    not_waste_rate: Annotated[
+        float,
+        typer.Option(
+            help="The share of the model's validation photos the threshold may flag: lower "
+            "flags fewer photos of waste, and fewer of anything else.",
+            metavar="RATE",
+            rich_help_panel="Not waste",
+        ),
+    ] = NOT_WASTE_RATE,
 ) -> None:
     """Export a model to ONNX, for prediction with onnxruntime instead of PyTorch.
 
@@ -64,14 +87,23 @@ def export(
     and PyTorch classify the same random batch and must agree to 1e-4.
 
     Exit codes: 0 written; 1 an error stopped the command (output exists, not a binsort
-    model, the exported graph disagrees with PyTorch).
+    model, the exported graph disagrees with PyTorch, a photo for --not-waste is missing).
 
     Example: binsort export runs/x/version_0/checkpoints/last.ckpt -o model.onnx
     """
     with user_errors():
         from binsort.export import export_onnx
 
-        result = export_onnx(model, output, force=force, half=half, int8=int8, tta=tta)
+        result = export_onnx(
+            model,
+            output,
+            force=force,
+            half=half,
+            int8=int8,
+            tta=tta,
+            not_waste=not_waste,
+            not_waste_rate=not_waste_rate,
+        )
     sizes = ", ".join(f"{s} px" for s in result.input_sizes)
     console.print(
         f"wrote {result.path} ({result.bytes / 1e6:.1f} MB; {result.members} "
@@ -84,4 +116,11 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    if result.ood is not None:
+        console.print(
+            f"not recognised above {result.ood.threshold:.4f}: flags {result.ood.flagged} of "
+            f"{result.ood.validation} validation photos",
+            highlight=False,
+            soft_wrap=True,
+        )
     print_warnings(result.warnings)

@@ -386,3 +386,34 @@ def test_export_not_waste_rate_must_be_a_share(trained_runs, tmp_path: Path) -> 
         result.output
     )
     assert not out.exists()
+
+
+def test_the_files_score_is_the_torch_models(
+    not_waste_export: tuple[str, Path], trained_runs, recorded_root: Path
+) -> None:
+    """The features the file scores are the ones the PyTorch model hands its classifier: the
+    cosine score computed from them in torch, with the file's own class means, is the file's."""
+    import torch
+
+    _, out = not_waste_export
+    (member,) = load_members(trained_runs[0].last_checkpoint)
+    classifier = [m for m in member.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    taken = []
+    hook = classifier.register_forward_hook(lambda _m, args, _out: taken.append(args[0]))
+    model = OnnxModel(out)
+    val = [open_rgb(recorded_root / p, min_side=SIZE) for p in model.metadata["split"]["val"]]
+    try:
+        with torch.no_grad():
+            torch_probs = torch.softmax(
+                member.model.eval()(torch.from_numpy(to_batch(val, SIZE))) / member.temperature, 1
+            )
+    finally:
+        hook.remove()
+    # The file's class means, read back from its initializer (ood0_means: [D, C]).
+    stored = onnx.load(str(out)).graph.initializer
+    means = next(numpy_helper.to_array(t) for t in stored if t.name == "ood0_means")
+    expected = cosine_score([taken[0].numpy()], [means.T])
+    probs, scores = model.answers(val)
+    np.testing.assert_allclose(probs, torch_probs.numpy(), atol=1e-4)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert np.ptp(expected) > 1e-3  # the photos score differently: the comparison means something

@@ -259,3 +259,80 @@ def test_calibrate_on_two_folders_guards_the_folders_a_member_trained_on(
     roots = ["--root", str(held_a), "--root", str(b)]  # b: photos the member trained on
     result = runner.invoke(app, [*args, str(tmp_path / "leak.pt"), *roots])
     assert result.exit_code == 1 and "were used to train" in result.output, result.output
+
+
+def _sibling(ckpt: Path, out: Path, scale: float) -> Path:
+    """A copy of ``ckpt`` (same split and architecture) with its float weights scaled."""
+    data = torch.load(ckpt, weights_only=False)
+    data["state_dict"] = {
+        k: v * scale if v.is_floating_point() else v for k, v in data["state_dict"].items()
+    }
+    torch.save(data, out)
+    return out
+
+
+def test_soup_is_one_network_with_the_mean_of_the_weights(
+    trained_runs: list, tmp_path: Path
+) -> None:
+    first = Path(trained_runs[0].last_checkpoint)
+    second = _sibling(first, tmp_path / "second.ckpt", 0.5)
+    out = tmp_path / "soup.pt"
+
+    result = runner.invoke(app, ["ensemble", str(first), str(second), "--soup", "-o", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert "soup of 2" in result.output and "1 member(s)" in result.output
+    (soup,) = load_members(out)
+    (a,), (b,) = load_members(first), load_members(second)
+    for key, value in soup.model.state_dict().items():
+        if value.is_floating_point():
+            mean = (a.model.state_dict()[key] + b.model.state_dict()[key]) / 2
+            assert torch.allclose(value, mean, atol=1e-6), key
+    assert soup.hparams["soup"] == [str(first), str(second)]
+    # A soup of one network with itself is that network.
+    build_ensemble([first, first], tmp_path / "same.pt", soup=True)
+    images = [open_rgb(Path(a.split["root"]) / p) for p in a.split["test"][:4]]
+    assert torch.allclose(
+        probabilities(load_members(tmp_path / "same.pt"), images),
+        probabilities([a], images),
+        atol=1e-6,
+    )
+
+
+def test_soup_with_calibration_fits_one_temperature(trained_runs: list, tmp_path: Path) -> None:
+    first = Path(trained_runs[0].last_checkpoint)
+    second = _sibling(first, tmp_path / "second.ckpt", 0.9)
+    out = tmp_path / "soup.pt"
+    args = ["ensemble", str(first), str(second), "--soup", "--calibrate", "-o", str(out)]
+
+    result = runner.invoke(app, [*args, "--split", str(trained_runs[0].run_dir)])
+
+    assert result.exit_code == 0, result.output
+    (soup,) = load_members(out)
+    assert soup.temperature != 1.0
+
+
+def test_soup_refuses_what_cannot_be_averaged(trained_runs: list, tmp_path: Path) -> None:
+    from binsort.models.factory import build_model
+
+    first, other_split = (str(r.last_checkpoint) for r in trained_runs)
+    (member,) = load_members(first)
+    net = build_model("mobilenet_v3_small", len(member.classes), [0.5] * 3, [0.5] * 3)
+    config = {**member.hparams["config"], "model": "mobilenet_v3_small"}
+    small = tmp_path / "small.ckpt"
+    state = {f"model.{k}": v for k, v in net.state_dict().items()}
+    torch.save(
+        {"hyper_parameters": {**member.hparams, "config": config}, "state_dict": state}, small
+    )
+    out = tmp_path / "soup.pt"
+    cases = {
+        (first, other_split): "different splits",
+        (first, str(small)): "one architecture",
+        (first,): "two or more",
+    }
+    for models, message in cases.items():
+        bad = runner.invoke(app, ["ensemble", *models, "--soup", "-o", str(out)])
+        assert bad.exit_code == 1 and message in " ".join(bad.output.split()), bad.output
+        assert "Traceback" not in bad.output and not out.exists()
+    with pytest.raises(BinsortError, match="leave out --select"):
+        build_ensemble([first, first], out, soup=True, select="greedy", root=tmp_path)

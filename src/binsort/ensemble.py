@@ -8,10 +8,16 @@ probabilities (ties: lower NLL), and keep the best prefix. A member chosen twice
 in the mean. ``calibrate`` fits each candidate's temperature on the same validation set first,
 then one factor on the kept members' temperatures that calibrates their mean, and stores
 the results in the file. ``select_greedy`` works on a probability tensor alone.
+
+``soup=True`` averages the models' weights instead of their answers: one network, one
+network's cost per photo (a uniform "model soup", Wortsman et al. 2022). It works for
+fine-tunes of one architecture from the same starting weights, which stay close enough for
+their average to be a good network too; ``--calibrate`` then fits the soup's temperature.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -89,10 +95,14 @@ def build_ensemble(
     batch_size: int = 32,
     workers: int = 0,
     progress: Progress | None = None,
+    soup: bool = False,
 ) -> EnsembleResult:
-    """Write the given models (or a greedy selection of them) to one ensemble file."""
+    """Write the given models (or a greedy selection of them, or with ``soup`` the average of
+    their weights) to one ensemble file."""
     out = Path(out)
     check_choice("--select", select, SELECTIONS)
+    if soup and select != "none":
+        raise BinsortError("--soup makes one network of every model: leave out --select")
     refuse_to_replace(out, force)
     if out.is_dir():
         raise BinsortError(f"{out} is a folder; -o wants a file name such as ensemble.pt")
@@ -106,6 +116,8 @@ def build_ensemble(
         candidates = [
             replace(c, member=replace(c.member, input_size=input_size)) for c in candidates
         ]
+    if soup:
+        candidates = [weight_soup(candidates)]
     needs_data = select == "greedy" or calibrate
     if needs_data and root is None and split is None:
         raise BinsortError(
@@ -147,6 +159,66 @@ def build_ensemble(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_ensemble(members, out)
     return result
+
+
+def weight_soup(candidates: list[Candidate]) -> Candidate:
+    """One network whose weights are the candidates' mean (a member repeated in an ensemble
+    file counts as often as it appears), its temperature 1 until calibrated."""
+    if len(candidates) < 2:
+        raise BinsortError("--soup averages two or more models; give more")
+    first = candidates[0].member
+    states = [c.member.model.state_dict() for c in candidates]
+    for c, state in zip(candidates[1:], states[1:], strict=True):
+        if c.member.arch != first.arch:
+            raise BinsortError(
+                f"--soup: {c.name} is a {c.member.arch}, {candidates[0].name} a {first.arch}; "
+                "a soup averages networks of one architecture"
+            )
+        if c.member.input_size != first.input_size:
+            raise BinsortError(
+                f"--soup: {c.name} takes {c.member.input_size} px, {candidates[0].name} "
+                f"{first.input_size} px; choose one with --input-size"
+            )
+        if _photos(c.member.split) != _photos(first.split):
+            # Each run validated on photos the other may have trained on: the soup learnt
+            # from both, so no validation figure of it could be trusted.
+            raise BinsortError(
+                f"--soup: {c.name} and {candidates[0].name} were trained on different splits "
+                "of the photos; train them with the same --split-seed"
+            )
+        mismatched = [
+            k for k, v in states[0].items() if k not in state or state[k].shape != v.shape
+        ]
+        if mismatched or len(state) != len(states[0]):
+            raise BinsortError(
+                f"--soup: {c.name}'s weights do not match {candidates[0].name}'s "
+                f"({(mismatched or ['their names'])[0]})"
+            )
+    weights = [c.weight for c in candidates]
+    total = sum(weights)
+    averaged = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            mixed = sum(w * s[key].double() for w, s in zip(weights, states, strict=True))
+            averaged[key] = (mixed / total).to(value.dtype)
+        else:
+            averaged[key] = value  # counters (num_batches_tracked): nothing to average
+    model = copy.deepcopy(first.model)
+    model.load_state_dict(averaged)
+    # The file says what the network is the mean of (checkpoints describe themselves).
+    hparams = {
+        **first.hparams,
+        "soup": [str(c.member.path) for c in candidates for _ in range(c.weight)],
+    }
+    member = replace(first, model=model.eval(), hparams=hparams, temperature=1.0, tta="none")
+    name = f"soup of {len(candidates)}"
+    return Candidate(member, name, 1, candidates[0].parameters)
+
+
+def _photos(split: dict | None) -> tuple[list[str], list[str]]:
+    """The training and validation photos a split records (its seed and root aside)."""
+    split = split or {}
+    return sorted(split.get("train", [])), sorted(split.get("val", []))
 
 
 def _with_temperatures(

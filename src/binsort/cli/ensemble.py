@@ -95,6 +95,15 @@ def ensemble(
             rich_help_panel="Selection",
         ),
     ] = "none",
+    soup: Annotated[
+        bool,
+        typer.Option(
+            help="Average the models' weights into one network (a model soup) instead of "
+            "averaging their answers: one network's cost per photo. For runs of one "
+            "architecture from the same starting weights and split (docs/evaluate.md).",
+            rich_help_panel="Selection",
+        ),
+    ] = False,
     allow_overlap: Annotated[bool, allow_overlap_option("Use validation")] = False,
     batch: Batch = 32,
     workers: Workers = 0,
@@ -103,7 +112,8 @@ def ensemble(
 
     The ensemble's answer is the mean of its members' softmax. With --select greedy, members
     are added one at a time (repeats allowed, which weights them) while validation accuracy
-    improves, and the best prefix is kept (Caruana et al. 2004). The file loads with
+    improves, and the best prefix is kept (Caruana et al. 2004). With --soup, the models'
+    weights are averaged into one network instead (a model soup). The file loads with
     torch.load(weights_only=True); it is written to a temporary name and renamed.
 
     Example: binsort ensemble runs/*/version_0/checkpoints/last.ckpt -o ens.pt
@@ -133,6 +143,7 @@ def ensemble(
             allow_overlap=allow_overlap,
             batch_size=batch,
             workers=workers,
+            soup=soup,
         )
     print_warnings(result.warnings)
     if result.selection is not None:

@@ -196,3 +196,33 @@ def test_the_bundled_model_is_the_teacher_named_default(image_folder, tmp_path):
     result = student(tmp_path, image_folder, "--teacher", "default", "--epochs", "1")
     assert result.exit_code == 1
     assert "--teacher" in result.output and "its classes" in result.output
+
+
+def test_the_bundled_teacher_runs_as_pytorch_networks_off_the_cpu(monkeypatch):
+    """onnxruntime runs on the CPU only: on another device the file's networks are rebuilt in
+    PyTorch and answer what the file answers; on the CPU (faster there), or where they would
+    not answer alike, the file teaches."""
+    from binsort.models import teacher as teaching
+    from binsort.models.onnx_member import OnnxModule
+    from binsort.predict import default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("this build has no bundled model")
+    trashnet = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    file = load_teacher("default", trashnet).to("cpu")
+    assert [type(m.model) for m, _ in file.members] == [OnnxModule]
+
+    rebuilt = teaching.rebuilt_teacher(file)
+
+    assert rebuilt is not None and len(rebuilt.members) == 5
+    assert not any(isinstance(m.model, OnnxModule) for m, _ in rebuilt.members)
+    expected = file.probabilities(images)
+    assert torch.allclose(rebuilt.probabilities(images), expected, atol=1e-5)
+    assert "cardboard/cardboard10.jpg" in rebuilt.members[0][0].split["train"]  # for the guard
+    moved = load_teacher("default", trashnet).to("meta")  # any device but the CPU
+    assert len(moved.members) == 5
+    assert all(p.device.type == "meta" for m, _ in moved.members for p in m.model.parameters())
+    monkeypatch.setattr(teaching, "REBUILT_TOLERANCE", -1.0)  # no rebuilt network passes
+    kept = load_teacher("default", trashnet).to("meta")
+    assert [type(m.model) for m, _ in kept.members] == [OnnxModule]

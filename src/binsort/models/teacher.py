@@ -6,14 +6,23 @@ The teacher answers the same augmented batch the student sees ("consistent teach
 al. 2022), so it has to run during training; it is not a submodule of the student, so its
 weights stay out of the student's checkpoint, its optimiser and its train/eval switches. The
 checkpoint records only the teacher's path.
+
+An exported file (the bundled model is one) teaches through onnxruntime, which runs on the
+CPU: there it is several times faster than the same networks in PyTorch, but next to a
+student on a GPU it would take most of each step. So when the student trains on another
+device, the file's members are rebuilt as PyTorch networks on that device where their weights
+can be read back (``binsort.models.bundled``: the EfficientNet-Lite members of the bundled
+model), and only if they answer like the file on a test batch; else the file teaches.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from binsort.errors import BinsortError
 from binsort.leakage import held_out_overlap
@@ -21,6 +30,10 @@ from binsort.metrics import tempered_softmax, weighted_mean
 from binsort.models.checkpoint import LoadedModel, distinct_members, load_members
 from binsort.models.onnx_member import OnnxModule, load_onnx_member
 from binsort.onnx_model import is_onnx
+
+# Probabilities: the rebuilt members compute in float32 what the graph computes from the
+# same stored weights, so they differ by rounding (about 3e-7 on the bundled model).
+REBUILT_TOLERANCE = 1e-4
 
 
 class Teacher:
@@ -33,6 +46,10 @@ class Teacher:
             member.model.eval().requires_grad_(False)
 
     def to(self, device: torch.device | str, channels_last: bool = False) -> Teacher:
+        if torch.device(device).type != "cpu":
+            rebuilt = rebuilt_teacher(self)
+            if rebuilt is not None:
+                self.members = rebuilt.members
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         for member, _ in self.members:
             member.model.to(device=device, memory_format=fmt)
@@ -85,6 +102,52 @@ def load_teacher(path: str | Path, classes: list[str]) -> Teacher:
             f"folder's ({', '.join(classes)}), in the same order"
         )
     return Teacher(distinct_members(members), Path(path))
+
+
+class _Resized(nn.Module):
+    """A rebuilt member of an exported file, fed as the file feeds it: at its fixed size."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.size, self.size):
+            size = (self.size, self.size)
+            images = F.interpolate(images, size=size, mode="bilinear", antialias=True)
+        return self.model(images)
+
+
+def rebuilt_teacher(teacher: Teacher) -> Teacher | None:
+    """``teacher``, an exported file, as PyTorch networks on the CPU; None for a teacher that
+    is not one file, whose weights cannot be read back, or whose rebuilt networks do not
+    answer like the file (REBUILT_TOLERANCE)."""
+    from binsort.models.bundled import bundled_weights
+    from binsort.models.factory import build_model
+
+    (file, _), path = teacher.members[0], teacher.path
+    if len(teacher.members) != 1 or not isinstance(file.model, OnnxModule):
+        return None
+    onnx = file.model.onnx
+    if onnx.tta != "none" or len(onnx.input_sizes) != 1 or not onnx.members:
+        return None
+    members = []
+    for i, member in enumerate(onnx.members):
+        try:
+            source = bundled_weights(f"bundled:{i + 1}", str(member["arch"]), path)
+            model = build_model(str(member["arch"]), len(file.classes), source.mean, source.std)
+            model.net.load_state_dict(source.state)
+            temperature, weight = float(member["temperature"]), int(member.get("weight", 1))
+        except (BinsortError, KeyError, TypeError, ValueError, RuntimeError):
+            return None
+        rebuilt = _Resized(model, onnx.input_size).eval()
+        members.append((replace(file, model=rebuilt, temperature=temperature), weight))
+    candidate = Teacher(members, path)
+    batch = torch.rand(
+        2, 3, onnx.input_size, onnx.input_size, generator=torch.Generator().manual_seed(0)
+    )
+    gap = (candidate.probabilities(batch) - teacher.probabilities(batch)).abs().max()
+    return candidate if float(gap) <= REBUILT_TOLERANCE else None
 
 
 def distillation_loss(

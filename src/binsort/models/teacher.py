@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from binsort.errors import BinsortError
 from binsort.leakage import held_out_overlap
@@ -71,9 +70,10 @@ class Teacher:
 
 def _view(member: LoadedModel, images: torch.Tensor) -> torch.Tensor:
     """The batch as ``member`` takes it. An exported file's graph has a fixed input size, so
-    it sees the student's crop resized to that size: the same view, at its own resolution;
-    a checkpoint's network takes the crop as it is."""
-    if not isinstance(member.model, OnnxModule):
+    it sees the student's crop resized to that size: the same view, at its own resolution
+    (its networks rebuilt in PyTorch too, to answer as the file does); a checkpoint's network
+    takes the crop as it is."""
+    if not is_onnx(member.path):
         return images
     size = member.input_size
     if images.shape[-2:] == (size, size):
@@ -104,20 +104,6 @@ def load_teacher(path: str | Path, classes: list[str]) -> Teacher:
     return Teacher(distinct_members(members), Path(path))
 
 
-class _Resized(nn.Module):
-    """A rebuilt member of an exported file, fed as the file feeds it: at its fixed size."""
-
-    def __init__(self, model: nn.Module, size: int) -> None:
-        super().__init__()
-        self.model, self.size = model, size
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-2:] != (self.size, self.size):
-            size = (self.size, self.size)
-            images = F.interpolate(images, size=size, mode="bilinear", antialias=True)
-        return self.model(images)
-
-
 def rebuilt_teacher(teacher: Teacher) -> Teacher | None:
     """``teacher``, an exported file, as PyTorch networks on the CPU; None for a teacher that
     is not one file, whose weights cannot be read back, or whose rebuilt networks do not
@@ -140,8 +126,8 @@ def rebuilt_teacher(teacher: Teacher) -> Teacher | None:
             temperature, weight = float(member["temperature"]), int(member.get("weight", 1))
         except (BinsortError, KeyError, TypeError, ValueError, RuntimeError):
             return None
-        rebuilt = _Resized(model, onnx.input_size).eval()
-        members.append((replace(file, model=rebuilt, temperature=temperature), weight))
+        # Same path and input size as the file: _view feeds it the file's view.
+        members.append((replace(file, model=model.eval(), temperature=temperature), weight))
     candidate = Teacher(members, path)
     batch = torch.rand(
         2, 3, onnx.input_size, onnx.input_size, generator=torch.Generator().manual_seed(0)
